@@ -1,0 +1,43 @@
+"""`scaling COMMAND ...`: a thin dispatcher; each command lives in `scaling/commands/<name>.py`.
+
+Commands are imported lazily so that `scaling report` does not pay for importing JAX models,
+and each command module owns its own argument parser (`main(argv) -> exit code`).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "train a model from an experiment config",
+    "params": "parameter counts of the size table, from the real model definitions",
+    "compile": "ahead-of-time compile a train step for a target mesh; memory and FLOPs",
+    "sample": "generate text from a trained decoder",
+    "report": "one row per run: params, loss, throughput, MFU, memory",
+    "plot": "loss and throughput curves of runs",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: scaling COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, help_ in COMMANDS.items()]
+    lines += ["", "`scaling COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"scaling: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"scaling.commands.{name}")
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Install with `pip install -e ".[test]"`; provides the `scaling` console script."""
+from setuptools import find_packages, setup
+
+setup(
+    name="scaling",
+    version="0.1.0",
+    description="JAX/Flax Transformer scaling experiments: models, sharded training, metrics.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["scaling", "scaling.*", "experiments"]),
+    # Version ranges are the ones this project was tested with (jax 0.10.2, flax 0.12.8, ...).
+    install_requires=[
+        "jax>=0.10,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "array-record>=0.8,<0.9",
+        "grain>=0.2.18,<0.3",
+        "ml-collections>=1.1,<1.2",
+        "numpy>=2.0,<3",
+        "tensorboardX>=2.6,<2.7",
+        "tqdm>=4.66,<5",
+        "matplotlib>=3.8,<4",
+        "scipy>=1.13,<2",
+    ],
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"]},
+    entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
+)
