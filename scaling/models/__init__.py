@@ -1,0 +1,64 @@
+"""Model families, built from a ModelSpec; every model maps a batch dict to logits."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from scaling.models.decoder import DecoderLM
+from scaling.models.encoder import EncoderModel
+from scaling.models.encoder_decoder import EncoderDecoder
+from scaling.models.spec import ModelSpec
+
+_FAMILIES = {
+    "decoder": DecoderLM,
+    "encoder": EncoderModel,
+    "encoder_decoder": EncoderDecoder,
+}
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The Linen module for spec.family."""
+    if spec.family == "xlnet":
+        from scaling.models.xlnet import XLNet  # noqa: PLC0415  (optional family)
+        return XLNet(spec)
+    return _FAMILIES[spec.family](spec)
+
+
+def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = None,
+                  target_len: int | None = None, abstract: bool = False) -> dict:
+    """A batch with the keys and shapes spec's model reads (zeros, or ShapeDtypeStructs)."""
+    t = seq_len or min(spec.max_len, 128)
+    shapes = {"inputs": (batch_size, t)}
+    if spec.family == "encoder":
+        shapes.update(token_types=(batch_size, t), input_mask=(batch_size, t))
+    if spec.family == "encoder_decoder":
+        shapes.update(decoder_inputs=(batch_size, target_len or t))
+    if abstract:
+        return {k: jax.ShapeDtypeStruct(v, jnp.int32) for k, v in shapes.items()}
+    return {k: jnp.zeros(v, jnp.int32) for k, v in shapes.items()}
+
+
+def abstract_params(spec: ModelSpec, seq_len: int = 8):
+    """Parameter shapes (with logical partitioning boxes) without allocating memory."""
+    model = build_model(spec)
+    batch = example_batch(spec, 1, min(seq_len, spec.max_len), abstract=True)
+    return jax.eval_shape(lambda b: model.init(jax.random.PRNGKey(0), b), batch)["params"]
+
+
+__all__ = ["ModelSpec", "build_model", "example_batch", "abstract_params", "model_spec"]
+
+
+# Vocabulary of the default byte-level tokenizer (scaling.data.tokenizer): 256 bytes plus
+# special and sentinel ids. A model config with vocab_size 0 takes the tokenizer's size.
+BYTE_VOCAB_SIZE = 384
+
+
+def model_spec(config) -> ModelSpec:
+    """The validated ModelSpec of a run config, resolving vocab_size 0 from the tokenizer."""
+    model = config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
+    if model.get("vocab_size", 0) == 0:
+        tokenizer = config.data.tokenizer if "data" in config else "byte"
+        model["vocab_size"] = (config.data.sp_vocab_size if tokenizer == "sentencepiece"
+                               else BYTE_VOCAB_SIZE)
+    return ModelSpec.from_config(model)

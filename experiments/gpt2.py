@@ -1,0 +1,16 @@
+"""GPT-2 (Radford et al. 2019): decoder-only, pre-LN, final LN, tied head, learned positions.
+
+Variants: tiny (trains on a laptop CPU), small, medium, large, xl.
+    scaling train --config experiments/gpt2.py:tiny --workdir runs/demo
+"""
+from experiments._family import make_config
+
+FAMILY = dict(family="decoder", positions="learned", norm="pre", activation="gelu",
+              attention_bias=True, mlp_bias=True, final_norm=True, tie_embeddings=True,
+              layer_norm_eps=1e-5)
+# Byte-level vocabulary of the built-in corpus: vocab_size 0 = take the tokenizer's.
+TINY = dict(vocab_size=0, num_layers=4, width=128, num_heads=4, mlp_dim=512, max_len=128)
+
+
+def get_config(variant: str = "tiny"):
+    return make_config("gpt2", variant, FAMILY, TINY, data=dict(objective="causal_lm"))

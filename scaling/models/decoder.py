@@ -1,0 +1,34 @@
+"""Decoder-only language models: GPT-2 and Megatron-LM (pre-LN, final LN, tied head)."""
+from __future__ import annotations
+
+import flax.linen as nn
+
+from scaling.blocks import BlockStack, EncoderBlock
+from scaling.models.embeddings import Embeddings, mask_padded_vocab
+from scaling.models.spec import ModelSpec
+from scaling.nn.attention import causal_mask
+from scaling.nn.layers import Dense, LayerNorm
+
+
+class DecoderLM(nn.Module):
+    """batch['inputs'] [B, T] -> next-token logits [B, T, V_pad].
+
+    A decoder-only block is an encoder block (self-attention + MLP) under a causal mask.
+    """
+    spec: ModelSpec
+
+    @nn.compact
+    def __call__(self, batch, train: bool = False):
+        s = self.spec
+        ids = batch["inputs"]
+        embed = Embeddings(s, name="embed")
+        x = embed(ids, deterministic=not train)
+        mask = causal_mask(ids.shape[1])
+        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(x, mask)
+        if s.final_norm:
+            x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+        if s.tie_embeddings:
+            return embed.attend(x)
+        logits = Dense(s.padded_vocab_size, ("embed", "vocab"), s.output_bias, s.compute_dtype,
+                       name="lm_head")(x)
+        return mask_padded_vocab(logits, s)

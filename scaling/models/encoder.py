@@ -1,0 +1,62 @@
+"""Encoder-only models: BERT and RoBERTa (learned positions, token types, post-LN, pooler).
+
+Parameters of the masked-LM pretraining head (BERT's transform and output bias) live under
+the `head` collection key so that parameter counts can report the backbone alone, as the
+published BERT/RoBERTa figures do.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from scaling.blocks import BlockStack, EncoderBlock
+from scaling.models.embeddings import Embeddings, mask_padded_vocab
+from scaling.models.spec import ModelSpec
+from scaling.nn.attention import padding_mask
+from scaling.nn.functional import ACTIVATIONS
+from scaling.nn.layers import Dense, LayerNorm, _param, zeros
+
+
+class MlmHead(nn.Module):
+    """BERT's prediction head: dense + activation + LayerNorm, then tied logits + bias."""
+    spec: ModelSpec
+
+    @nn.compact
+    def __call__(self, x, embed: Embeddings):
+        s = self.spec
+        if s.mlm_head:
+            x = Dense(s.width, ("embed", "embed"), True, s.compute_dtype, name="transform")(x)
+            x = ACTIVATIONS[s.activation](x)
+            x = LayerNorm(s.layer_norm_eps, name="ln")(x)
+        logits = embed.tokens.attend(x)
+        if s.output_bias:
+            logits = logits + _param(self, "bias", zeros, (s.padded_vocab_size,),
+                                     ("vocab",)).astype(logits.dtype)
+        return mask_padded_vocab(logits, s)
+
+
+class EncoderModel(nn.Module):
+    """batch['inputs'] [B, T] (+ 'token_types', 'input_mask') -> MLM logits [B, T, V_pad].
+
+    The pooled [CLS] vector (tanh dense over the first position) is sown into the
+    'intermediates' collection for classification fine-tuning.
+    """
+    spec: ModelSpec
+
+    @nn.compact
+    def __call__(self, batch, train: bool = False):
+        s = self.spec
+        ids = batch["inputs"]
+        valid = batch.get("input_mask")
+        valid = jnp.ones_like(ids) if valid is None else valid
+        embed = Embeddings(s, name="embed")
+        x = embed(ids, batch.get("token_types"), deterministic=not train)
+        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(
+            x, padding_mask(valid))
+        if s.final_norm:
+            x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+        if s.pooler:
+            pooled = jnp.tanh(Dense(s.width, ("embed", "embed"), True, s.compute_dtype,
+                                    name="pooler")(x[:, 0]))
+            self.sow("intermediates", "pooled", pooled)
+        return MlmHead(s, name="head")(x, embed)

@@ -1,0 +1,178 @@
+"""ModelSpec: the validated, immutable form of a config's `model` section.
+
+Modules take a ModelSpec rather than a ConfigDict: it is hashable (Linen attributes must be),
+its fields are checked once, before any array exists, and it owns the FLOP accounting.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet")
+NORMS = ("pre", "post")
+POSITIONS = ("learned", "sinusoidal", "relative")
+ACTIVATIONS = ("gelu", "relu")
+REMAT = ("none", "dots", "full")
+DTYPES = ("float32", "bfloat16")
+ATTENTION_IMPLS = ("xla", "jax")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Architecture hyperparameters; see `scaling.config.model_config` for each field."""
+    name: str = "model"
+    family: str = "decoder"
+    vocab_size: int = 256
+    vocab_pad_multiple: int = 1
+    num_layers: int = 2
+    num_decoder_layers: int = 0
+    width: int = 64
+    num_heads: int = 4
+    mlp_dim: int = 256
+    max_len: int = 128
+    positions: str = "learned"
+    norm: str = "pre"
+    activation: str = "gelu"
+    attention_bias: bool = True
+    mlp_bias: bool = True
+    type_vocab_size: int = 0
+    embedding_norm: bool = False
+    pooler: bool = False
+    mlm_head: bool = False
+    final_norm: bool = True
+    tie_embeddings: bool = True
+    output_bias: bool = False
+    embed_scale: bool = False
+    dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+    dtype: str = "float32"
+    scan_layers: bool = False
+    remat: str = "none"
+    attention_impl: str = "xla"
+    # XLNet only (ignored elsewhere).
+    untie_relative_bias: bool = True
+
+    def __post_init__(self):
+        def choice(field, allowed):
+            value = getattr(self, field)
+            if value not in allowed:
+                raise ValueError(f"model.{field}: unknown value {value!r}; allowed: "
+                                 + ", ".join(repr(a) for a in allowed))
+
+        choice("family", FAMILIES)
+        choice("norm", NORMS)
+        choice("positions", POSITIONS)
+        choice("activation", ACTIVATIONS)
+        choice("remat", REMAT)
+        choice("dtype", DTYPES)
+        choice("attention_impl", ATTENTION_IMPLS)
+        for field in ("vocab_size", "vocab_pad_multiple", "num_layers", "width", "num_heads",
+                      "mlp_dim", "max_len"):
+            if int(getattr(self, field)) <= 0:
+                raise ValueError(f"model.{field}: must be a positive integer, "
+                                 f"got {getattr(self, field)!r}")
+        for field in ("num_decoder_layers", "type_vocab_size"):
+            if int(getattr(self, field)) < 0:
+                raise ValueError(f"model.{field}: must be >= 0, got {getattr(self, field)!r}")
+        if self.width % self.num_heads:
+            raise ValueError(f"model.width: {self.width} is not divisible by model.num_heads="
+                             f"{self.num_heads}; choose a width that is a multiple of num_heads")
+        if self.positions == "sinusoidal" and self.width % 2:
+            raise ValueError(f"model.width: sinusoidal positions need an even width, "
+                             f"got {self.width}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout: must be in [0, 1), got {self.dropout!r}")
+        if (self.positions == "relative") != (self.family == "xlnet"):
+            raise ValueError("model.positions: 'relative' is used by (and only by) the xlnet "
+                             f"family; got positions={self.positions!r} for family="
+                             f"{self.family!r}")
+
+    @classmethod
+    def from_config(cls, model_cfg) -> "ModelSpec":
+        """Build from a ConfigDict/dict, rejecting fields this spec does not know."""
+        values = dict(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"model.{unknown[0]}: unknown field; known fields: "
+                             + ", ".join(sorted(known)))
+        return cls(**values)
+
+    # ---- derived sizes -------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = self.vocab_pad_multiple
+        return -(-self.vocab_size // m) * m
+
+    @property
+    def decoder_layers(self) -> int:
+        """Decoder depth of an encoder-decoder model (num_layers if not set)."""
+        return self.num_decoder_layers or self.num_layers
+
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    # ---- FLOP accounting -------------------------------------------------------------
+    def matmul_params(self) -> int:
+        """Parameters that multiply activations once per token (2 FLOPs each, forward).
+
+        Every weight matrix of the blocks plus the output projection (V_pad x D, tied or not).
+        Embedding lookups, positions, norms and biases cost no matmul FLOPs, so they are left
+        out, as in Kaplan et al. (who also drop the unembedding; we keep it because its matmul
+        is real work: 2·V·D FLOPs per token).
+        """
+        d, f = self.width, self.mlp_dim
+        attn = 4 * d * d
+        mlp = 2 * d * f
+        if self.family == "encoder_decoder":
+            enc = self.num_layers * (attn + mlp)
+            dec = self.decoder_layers * (2 * attn + mlp)
+            return enc + dec + self.padded_vocab_size * d
+        layer = attn + mlp + (d * d if self.family == "xlnet" else 0)  # xlnet: r projection
+        head = d * d if self.mlm_head else 0
+        return self.num_layers * layer + head + self.padded_vocab_size * d
+
+    def train_flops_per_sequence(self, seq_len: int, target_len: int = 0,
+                                 convention: str = "palm") -> float:
+        """Training FLOPs (forward + backward = 3x forward) for one example.
+
+        convention="palm": 6·N·tokens + 12·L·T²·d per sequence (PaLM appendix B, nanoGPT's
+          MFU): the attention score and value matmuls, 2·2·T·T·d forward per layer, counted
+          in full (no causal halving), times 3 for training.
+        convention="kaplan": 6·N·tokens + 6·L·T²·d (Kaplan et al. 2020, eq. 2.2 counts the
+          attention context term as 2·L·T·d forward per token).
+        An encoder-decoder counts the encoder on S source tokens, the decoder on T target
+        tokens, and cross-attention as T·S per decoder layer. MLM counts logits at every
+        position because the model computes them there.
+        """
+        attn_coeff = {"palm": 12, "kaplan": 6}[convention]
+        d = self.width
+        n = self.matmul_params()
+        if self.family == "encoder_decoder":
+            s, t = seq_len, target_len or seq_len
+            enc_n = self.num_layers * (4 * d * d + 2 * d * self.mlp_dim)
+            dec_n = n - enc_n
+            dense = 6 * (enc_n * s + dec_n * t)
+            attn = attn_coeff * d * (self.num_layers * s * s
+                                     + self.decoder_layers * (t * t + t * s))
+            return float(dense + attn)
+        t = seq_len
+        layers_t2 = self.num_layers * t * t * (2 if self.family == "xlnet" else 1)
+        return float(6 * n * t + attn_coeff * layers_t2 * d)
+
+    def tokens_per_sequence(self, seq_len: int, target_len: int = 0) -> int:
+        if self.family == "encoder_decoder":
+            return seq_len + (target_len or seq_len)
+        return seq_len
+
+    def flops_per_token(self, seq_len: int, target_len: int = 0,
+                        convention: str = "palm") -> float:
+        """Training FLOPs per token processed (see train_flops_per_sequence)."""
+        return (self.train_flops_per_sequence(seq_len, target_len, convention)
+                / self.tokens_per_sequence(seq_len, target_len))

@@ -1,0 +1,148 @@
+"""Linen modules that create parameters (with logical axis names) and call the pure functions.
+
+Every parameter is created through `_param`, which attaches logical axis names from
+LOGICAL_AXES. The mesh is never named here: `scaling.sharding` maps these names to mesh
+axes with one rules table.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from scaling.nn import attention as attn_lib
+from scaling.nn import functional as F
+
+# The only logical axis names a parameter or activation may carry.
+LOGICAL_AXES = (
+    "batch",      # B
+    "length",     # T / S (activations)
+    "embed",      # D
+    "heads",      # N
+    "head_dim",   # H
+    "mlp",        # F
+    "vocab",      # V
+    "positions",  # rows of a learned position table
+    "types",      # rows of a token-type table
+    "layers",     # the stacked axis of scanned layers
+)
+
+dense_init = nn.initializers.normal(stddev=0.02)  # BERT / GPT-2 initialisation
+zeros = nn.initializers.zeros
+ones = nn.initializers.ones
+
+
+def _param(module: nn.Module, name: str, init, shape, axes):
+    """Create a float32 parameter annotated with logical axis names."""
+    assert len(shape) == len(axes) and all(a in LOGICAL_AXES for a in axes), (name, axes)
+    return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
+
+
+def constrain(x, axes=("batch", "length", "embed")):
+    """Constrain an activation's sharding by logical names (a no-op without a mesh)."""
+    return nn.with_logical_constraint(x, axes)
+
+
+class LayerNorm(nn.Module):
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        scale = _param(self, "scale", ones, (d,), ("embed",))
+        bias = _param(self, "bias", zeros, (d,), ("embed",))
+        return F.layer_norm(x, scale, bias, self.eps)
+
+
+class Mlp(nn.Module):
+    """Position-wise feed-forward: D -> F -> D."""
+    mlp_dim: int
+    activation: str = "gelu"
+    use_bias: bool = True
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        w_in = _param(self, "w_in", dense_init, (d, self.mlp_dim), ("embed", "mlp"))
+        w_out = _param(self, "w_out", dense_init, (self.mlp_dim, d), ("mlp", "embed"))
+        b_in = b_out = None
+        if self.use_bias:
+            b_in = _param(self, "b_in", zeros, (self.mlp_dim,), ("mlp",)).astype(self.dtype)
+            b_out = _param(self, "b_out", zeros, (d,), ("embed",)).astype(self.dtype)
+        return F.mlp(x, w_in.astype(self.dtype), b_in, w_out.astype(self.dtype), b_out,
+                     self.activation)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention; self-attention when `kv` is None, cross-attention otherwise.
+
+    Weights are stored split by head ([D, N, H] and [N, H, D]) so shapes document themselves
+    and tensor parallelism can shard the N axis.
+    """
+    num_heads: int
+    use_bias: bool = True
+    dtype: jnp.dtype = jnp.float32
+    impl: str = "xla"
+
+    @nn.compact
+    def __call__(self, x, kv=None, mask=None, bias=None):
+        kv = x if kv is None else kv
+        d = x.shape[-1]
+        n, h = self.num_heads, d // self.num_heads
+
+        def proj(name):
+            w = _param(self, f"w_{name}", dense_init, (d, n, h), ("embed", "heads", "head_dim"))
+            b = (_param(self, f"b_{name}", zeros, (n, h), ("heads", "head_dim")).astype(self.dtype)
+                 if self.use_bias else None)
+            return w.astype(self.dtype), b
+
+        q = attn_lib.split_heads(x, *proj("q"))
+        k = attn_lib.split_heads(kv, *proj("k"))
+        v = attn_lib.split_heads(kv, *proj("v"))
+        y = attn_lib.attention(q, k, v, mask=mask, bias=bias, impl=self.impl)
+        w_o = _param(self, "w_o", dense_init, (n, h, d), ("heads", "head_dim", "embed"))
+        b_o = (_param(self, "b_o", zeros, (d,), ("embed",)).astype(self.dtype)
+               if self.use_bias else None)
+        return attn_lib.merge_heads(y, w_o.astype(self.dtype), b_o)
+
+
+class Embed(nn.Module):
+    """A [V, D] token table used for lookup and, when tied, for the output logits."""
+    num_embeddings: int
+    width: int
+    axes: tuple = ("vocab", "embed")
+
+    def setup(self):
+        self.table = _param(self, "embedding", dense_init, (self.num_embeddings, self.width),
+                            self.axes)
+
+    def __call__(self, ids, dtype=jnp.float32):
+        return F.embed(ids, self.table.astype(dtype))
+
+    def attend(self, x):
+        """Logits [B, T, V] = x · tableᵀ."""
+        return F.tied_logits(x, self.table.astype(x.dtype))
+
+
+class Dense(nn.Module):
+    """A plain [D_in, D_out] projection (poolers, untied heads, MLM transform)."""
+    features: int
+    axes: tuple = ("embed", "embed")
+    use_bias: bool = True
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        w = _param(self, "kernel", dense_init, (x.shape[-1], self.features), self.axes)
+        y = jnp.einsum("...D,DE->...E", x, w.astype(self.dtype))
+        if self.use_bias:
+            y = y + _param(self, "bias", zeros, (self.features,), self.axes[-1:]).astype(self.dtype)
+        return y
+
+
+def dropout(x, rate: float, deterministic: bool):
+    """Dropout that costs nothing when off (rate 0 or evaluation); call inside a compact method."""
+    if rate == 0.0 or deterministic:
+        return x
+    return nn.Dropout(rate)(x, deterministic=False)
+
