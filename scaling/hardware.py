@@ -1,0 +1,227 @@
+"""Accelerator peak FLOP/s and memory, and a measured peak for CPUs.
+
+MFU divides the model FLOPs a run achieves by the hardware's peak. For accelerators the peak
+is the vendor's *dense* bf16 figure (datasheets often headline the 2:4-sparse number, which
+is twice as large; the table below halves those). For CPUs there is no honest datasheet
+number for what XLA can reach, so `device_peak_flops` measures it once: a jitted fp32 matmul
+timed on all of this process's threads, cached per machine in
+`$SCALING_CACHE_DIR/cpu_peak.json` (default `~/.cache/scaling/`).
+
+HBM sizes: the datasheets' "GB" for HBM capacities are binary (80 GB = 5 stacks x 16 GiB), so
+they are stored as GiB x 2**30. The runtime reserves part of it; `memory_stats()['bytes_limit']`
+on the device is what a program can really allocate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+GiB = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSpec:
+    name: str                   # short key, e.g. "h100"
+    peak_tflops_bf16: float     # dense (not 2:4 sparse) bf16 tensor-core / MXU peak per chip
+    hbm_bytes: int              # HBM capacity per chip as the datasheet states it
+    source: str                 # where the numbers come from
+
+    @property
+    def peak_flops_bf16(self) -> float:
+        return self.peak_tflops_bf16 * 1e12
+
+
+DEVICES: dict[str, DeviceSpec] = {
+    spec.name: spec
+    for spec in [
+        # NVIDIA H100 Tensor Core GPU datasheet: SXM BF16 1,979 TFLOPS "with sparsity"; 80 GB HBM3.
+        DeviceSpec("h100", 989.0, 80 * GiB, "NVIDIA H100 datasheet, H100 SXM (1979 sparse / 2)"),
+        # Same datasheet, PCIe column: BF16 1,513 TFLOPS with sparsity; 80 GB HBM2e.
+        DeviceSpec("h100-pcie", 756.0, 80 * GiB,
+                   "NVIDIA H100 datasheet, H100 PCIe (1513 sparse / 2)"),
+        # NVIDIA H200 Tensor Core GPU datasheet: BF16 1,979 TFLOPS with sparsity (the H100 SXM's
+        # compute), 141 GB HBM3e.
+        DeviceSpec("h200", 989.0, 141 * GiB, "NVIDIA H200 datasheet, H200 SXM (1979 sparse / 2)"),
+        # NVIDIA A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense (624 sparse);
+        # 40 GB HBM2 or 80 GB HBM2e.
+        DeviceSpec("a100-40", 312.0, 40 * GiB, "NVIDIA A100 datasheet, A100 40GB (312 dense)"),
+        DeviceSpec("a100-80", 312.0, 80 * GiB, "NVIDIA A100 datasheet, A100 80GB (312 dense)"),
+        # Google Cloud TPU docs, "TPU v4" system architecture: 275 TFLOPs bf16 per chip, 32 GiB HBM2.
+        DeviceSpec("tpu-v4", 275.0, 32 * GiB, "Google Cloud TPU v4 documentation"),
+        # Google Cloud TPU docs, "TPU v5e": 197 TFLOPs bf16 per chip, 16 GiB HBM2.
+        DeviceSpec("tpu-v5e", 197.0, 16 * GiB, "Google Cloud TPU v5e documentation"),
+        # Google Cloud TPU docs, "TPU v5p": 459 TFLOPs bf16 per chip, 95 GiB HBM2e.
+        DeviceSpec("tpu-v5p", 459.0, 95 * GiB, "Google Cloud TPU v5p documentation"),
+        # Google Cloud TPU docs, "TPU v6e" (Trillium): 918 TFLOPs bf16 per chip, 32 GiB HBM.
+        DeviceSpec("tpu-v6e", 918.0, 32 * GiB, "Google Cloud TPU v6e documentation"),
+    ]
+}
+
+# `jax.Device.device_kind` strings -> table key. Checked in order, first substring match wins,
+# on the lower-cased kind, so the more specific patterns come first.
+# Examples of real kinds: 'NVIDIA H100 80GB HBM3', 'NVIDIA H100 PCIe', 'NVIDIA H200',
+# 'NVIDIA A100-SXM4-40GB', 'NVIDIA A100 80GB PCIe', 'TPU v4', 'TPU v5 lite', 'TPU v5p',
+# 'TPU v6 lite'.
+_KIND_PATTERNS: list[tuple[tuple[str, ...], str]] = [
+    (("h100", "pcie"), "h100-pcie"),
+    (("h200",), "h200"),
+    (("h100",), "h100"),
+    (("a100", "80gb"), "a100-80"),
+    (("a100",), "a100-40"),
+    (("tpu v4",), "tpu-v4"),
+    (("tpu v5 lite",), "tpu-v5e"),
+    (("tpu v5e",), "tpu-v5e"),
+    (("tpu v5",), "tpu-v5p"),       # 'TPU v5p' and the older plain 'TPU v5'
+    (("tpu v6",), "tpu-v6e"),
+]
+
+
+def lookup_device(kind: str) -> DeviceSpec | None:
+    """The table entry for a table key ('h100') or a `device_kind` string, or None."""
+    key = kind.strip().lower()
+    if key in DEVICES:
+        return DEVICES[key]
+    for needles, name in _KIND_PATTERNS:
+        if all(n in key for n in needles):
+            return DEVICES[name]
+    return None
+
+
+# --------------------------------------------------------------------------- CPU probe
+
+def measure_cpu_matmul_peak(n: int = 2048, trials: int = 5, calls_per_trial: int = 2) -> float:
+    """Measure XLA's fp32 matmul rate on the default CPU device, uncached.
+
+    Times a jitted (n, n) @ (n, n) fp32 matmul; XLA's CPU backend runs one such matmul on all
+    of the process's threads, so this is the whole machine's (process's) peak. Best of
+    `trials` (each the mean over `calls_per_trial` calls) to skip noisy neighbours. About
+    1-2 s at n=2048 on two cores.
+
+    Returns:
+        FLOP/s (2 n^3 per matmul).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    cpu = jax.devices("cpu")[0]
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.device_put(jax.random.normal(key_a, (n, n), jnp.float32), cpu)
+    b = jax.device_put(jax.random.normal(key_b, (n, n), jnp.float32), cpu)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()           # compile and warm up
+    best = float("inf")
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(calls_per_trial):
+            matmul(a, b).block_until_ready()
+        best = min(best, (time.perf_counter() - start) / calls_per_trial)
+    return 2.0 * n**3 / best
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("SCALING_CACHE_DIR") or os.path.join("~", ".cache", "scaling")
+    return Path(root).expanduser() / "cpu_peak.json"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def _cpu_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # macOS
+        return os.cpu_count() or 1
+
+
+def cpu_cache_key() -> str:
+    """What makes a cached CPU peak reusable: CPU model, usable cores, jax version."""
+    import jax
+    return f"{_cpu_model()} | {_cpu_threads()} threads | jax {jax.__version__}"
+
+
+def cached_cpu_matmul_peak() -> tuple[float, str]:
+    """The CPU matmul peak for this machine, measured once and then read from the cache.
+
+    Returns:
+        (FLOP/s of the whole process, a description naming the cache file).
+    """
+    path, key = _cache_path(), cpu_cache_key()
+    cache: dict = {}
+    try:
+        cache = json.loads(path.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key)
+    if isinstance(entry, dict) and float(entry.get("flops_per_s", 0)) > 0:
+        flops = float(entry["flops_per_s"])
+        return flops, f"CPU fp32 matmul probe, {flops / 1e9:.0f} GFLOP/s ({key}; cached in {path})"
+    flops = measure_cpu_matmul_peak()
+    cache[key] = {"flops_per_s": flops, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+        os.replace(tmp, path)          # atomic: concurrent processes never read half a file
+    except OSError as e:
+        warnings.warn(f"could not cache the CPU peak in {path}: {e}")
+    return flops, f"CPU fp32 matmul probe, {flops / 1e9:.0f} GFLOP/s ({key}; measured now)"
+
+
+# --------------------------------------------------------------------------- entry point
+
+def device_peak_flops(device=None, override_tflops: float = 0.0) -> tuple[float, str]:
+    """Peak FLOP/s of one device, for MFU.
+
+    Args:
+        device: None (this process's first device), a `jax.Device`, a table key ('h100',
+            'tpu-v4') or a `device_kind` string.
+        override_tflops: if > 0, used as is (config `metrics.device_peak_tflops`).
+
+    Returns:
+        (FLOP/s per device, a string naming where the number comes from). For an unknown
+        accelerator the peak is 0.0 and MFU should then be reported as unknown (null).
+        On CPU the measured whole-process matmul peak is divided by the number of local CPU
+        devices, because fake CPU devices (`--xla_force_host_platform_device_count`) share
+        the same cores: num_devices * peak_per_device stays the machine's peak.
+    """
+    if override_tflops and override_tflops > 0:
+        return override_tflops * 1e12, f"metrics.device_peak_tflops={override_tflops:g}"
+
+    platform_name = None
+    if device is None or not isinstance(device, str):
+        import jax
+        device = device if device is not None else jax.devices()[0]
+        platform_name = device.platform
+        kind = device.device_kind
+    else:
+        kind = device
+        platform_name = "cpu" if kind.strip().lower() == "cpu" else None
+
+    if platform_name == "cpu":
+        import jax
+        flops, source = cached_cpu_matmul_peak()
+        n_local = max(1, len(jax.local_devices(backend="cpu")))
+        if n_local > 1:
+            source += f", shared by {n_local} CPU devices"
+        return flops / n_local, source
+
+    spec = lookup_device(kind)
+    if spec is None:
+        return 0.0, (f"unknown device kind {kind!r}: MFU unknown; set "
+                     f"--config.metrics.device_peak_tflops")
+    return spec.peak_flops_bf16, f"{spec.peak_tflops_bf16:g} TFLOP/s bf16 dense, {spec.source}"

@@ -1,0 +1,280 @@
+"""Run metrics: a JSON-lines file (the source of truth), TensorBoard scalars, throughput and MFU.
+
+`workdir/metrics.jsonl` holds one JSON object per line. `scaling report` and `scaling plot`
+read it back (`scaling.runs`); TensorBoard (`workdir/tb/`) is a convenience view of the same
+numbers. Every line carries `time` (unix seconds, added by the writer if absent).
+
+Record schema
+-------------
+Train record, one per log step (written by the training loop, the throughput fields from
+`Throughput.update`, the memory fields from `memory_stats`):
+
+    step                     int    optimizer steps completed
+    loss                     float  training loss of the last step (or mean over the interval)
+    lr, grad_norm, param_norm float
+    step_time_s              float  seconds per step, device work only (excludes data_wait_s)
+    data_wait_s              float  seconds per step spent waiting for the input batch
+    tokens_per_s             float  global tokens / (step_time_s + data_wait_s)
+    tokens_per_s_per_device  float
+    model_tflops_per_device  float  model FLOPs (flops_per_token x tokens) per second per device
+    mfu                      float  model_tflops_per_device / peak; null when unknown or > 1
+    hfu                      float  XLA-counted FLOPs / peak; null without a compile cost or > 1
+    tokens_seen, flops_seen  int/float  cumulative, monotone (model FLOPs, global)
+    goodput                  float  productive step time / wall time since the loop started
+    badput_<what>_s          float  cumulative seconds marked unproductive (compile, checkpoint, eval)
+    device_bytes_in_use, device_peak_bytes, device_bytes_limit   int  (backends that report them)
+    host_peak_rss_bytes      int    process peak RSS, host memory (CPU backend)
+
+Eval record: step, eval_loss, eval_ppl, eval_accuracy (where the objective has one).
+
+One-off events, `{"event": kind, ...}`:
+    run_start  model, family, params, non_embedding_params, flops_per_token,
+               flops_per_token_kaplan, flops_convention, num_devices, peak_flops_per_device,
+               peak_source, config_name, seq_len, batch_size
+    compile    compile_time_s, hardware_flops_per_step (per device, XLA cost analysis)
+    run_end    (anything final: step, wall_time_s, ...)
+
+Values: numpy / JAX scalars become Python numbers; NaN and +-inf become JSON `null` (JSON has
+no NaN; a null loss therefore means the step was non-finite).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+TB_DIR = "tb"
+
+
+def to_json_value(value: Any) -> Any:
+    """A JSON-safe copy of `value`: scalars to int/float/bool, non-finite to None."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if hasattr(value, "shape") and hasattr(value, "dtype"):     # numpy / jax arrays
+        array = np.asarray(value)
+        if array.size == 1:
+            return to_json_value(array.reshape(()).item())
+        return to_json_value(array.tolist())
+    return str(value)
+
+
+def _default_enabled() -> bool:
+    import jax
+    return jax.process_index() == 0
+
+
+class MetricsWriter:
+    """Append records to `workdir/metrics.jsonl` and (optionally) TensorBoard.
+
+    Only process 0 writes by default; on other processes every method is a no-op. The file is
+    opened in append mode, so a resumed run continues it. Each record is one `write()` of a
+    complete line followed by a flush, so a killed run leaves only complete lines (except
+    possibly the very last one, which `scaling.runs` tolerates).
+
+    Args:
+        workdir: the run directory (created if missing).
+        enabled: write anything at all; default `jax.process_index() == 0`.
+        tensorboard: also write numeric fields as TensorBoard scalars under `workdir/tb`.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None,
+                 tensorboard: bool = True):
+        self.enabled = _default_enabled() if enabled is None else bool(enabled)
+        self.workdir = os.fspath(workdir)
+        self.path = os.path.join(self.workdir, METRICS_FILE)
+        self._file = None
+        self._tb = None
+        if not self.enabled:
+            return
+        os.makedirs(self.workdir, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(logdir=os.path.join(self.workdir, TB_DIR), flush_secs=30)
+
+    def write(self, record: dict) -> None:
+        """Append one record (a dict of scalars); numeric fields also go to TensorBoard."""
+        if not self.enabled or self._file is None:
+            return
+        clean = to_json_value(dict(record))
+        clean.setdefault("time", time.time())
+        line = json.dumps(clean, allow_nan=False, separators=(", ", ": ")) + "\n"
+        self._file.write(line)      # one call, one complete line
+        self._file.flush()
+        if self._tb is not None and isinstance(clean.get("step"), int) and "event" not in clean:
+            step = clean["step"]
+            for key, value in clean.items():
+                if key in ("step", "time") or isinstance(value, bool):
+                    continue
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(key, value, global_step=step, walltime=clean["time"])
+
+    def write_event(self, kind: str, **fields) -> None:
+        """Append a one-off record `{"event": kind, **fields}` (run_start, compile, run_end)."""
+        self.write({"event": kind, **fields})
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Throughput:
+    """Turn step timings into tokens/s, MFU, HFU, cumulative counters and goodput.
+
+    Definitions (all per optimizer step):
+      wall time of a step   = step_time_s + data_wait_s (an input-bound run shows a low MFU)
+      tokens_per_s          = tokens_per_step / wall time of a step
+      model_tflops_per_device = flops_per_token * tokens_per_s / num_devices / 1e12
+      mfu                   = model FLOP/s per device / peak_flops_per_device
+      hfu                   = hardware_flops_per_step / wall time / peak_flops_per_device,
+                              where hardware_flops_per_step is XLA's cost analysis of the
+                              compiled step, which for a partitioned program is per device
+      goodput               = sum of step_time_s / wall clock since this object was made
+                              (data waits, compile, checkpoints, evals all count against it;
+                              `mark_unproductive` records what the lost time was spent on)
+
+    MFU (or HFU) above 1 is physically impossible, so it means the peak is wrong (too low:
+    a wrong table entry, a CPU probe measured while the machine was busy) or the FLOP count is.
+    Such a value is reported as null (unknown) rather than clamped to 1 or shown as is, with one
+    warning naming the peak; `model_tflops_per_device` is still reported, so nothing is lost.
+    A peak of 0 (unknown device) also gives null.
+
+    Args:
+        flops_per_token: model training FLOPs per token (forward + backward; say which
+            convention in the run_start event).
+        tokens_per_step: global tokens per optimizer step.
+        num_devices: devices the step runs on.
+        peak_flops_per_device: from `scaling.hardware.device_peak_flops`.
+        hardware_flops_per_step: XLA-counted FLOPs of one step per device, or None.
+        start_step: for a resumed run: the counters start at start_step steps' worth.
+        clock: a `time.monotonic`-like function (tests pass a fake one).
+    """
+
+    def __init__(self, flops_per_token: float, tokens_per_step: int, num_devices: int,
+                 peak_flops_per_device: float, hardware_flops_per_step: float | None = None,
+                 start_step: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.flops_per_token = float(flops_per_token)
+        self.tokens_per_step = int(tokens_per_step)
+        self.num_devices = int(num_devices)
+        self.peak_flops_per_device = float(peak_flops_per_device or 0.0)
+        self.hardware_flops_per_step = hardware_flops_per_step
+        self.tokens_seen = int(start_step) * self.tokens_per_step
+        self.flops_seen = float(self.tokens_seen) * self.flops_per_token
+        self.productive_s = 0.0
+        self.unproductive_s: dict[str, float] = {}
+        self._clock = clock
+        self._start = clock()
+        self._warned_over_peak = False
+
+    def mark_unproductive(self, seconds: float, what: str) -> None:
+        """Note `seconds` of wall time spent on `what` (compile, checkpoint, eval)."""
+        self.unproductive_s[what] = self.unproductive_s.get(what, 0.0) + float(seconds)
+
+    def _utilization(self, flops_per_s_per_device: float, name: str) -> float | None:
+        if self.peak_flops_per_device <= 0:
+            return None
+        value = flops_per_s_per_device / self.peak_flops_per_device
+        if value > 1.0:
+            if not self._warned_over_peak:
+                self._warned_over_peak = True
+                warnings.warn(
+                    f"{name} {value:.2f} > 1: the peak of {self.peak_flops_per_device / 1e12:.4g}"
+                    f" TFLOP/s per device is too low (or the FLOP count too high); reporting "
+                    f"mfu/hfu as null. Set --config.metrics.device_peak_tflops.", stacklevel=3)
+            return None
+        return value
+
+    def update(self, step_time_s: float, data_wait_s: float = 0.0, num_steps: int = 1) -> dict:
+        """Account for `num_steps` steps that each took `step_time_s` (+ `data_wait_s`).
+
+        Returns:
+            The throughput fields of a train record (see the module docstring).
+        """
+        num_steps = int(num_steps)
+        step_wall = float(step_time_s) + float(data_wait_s)
+        self.tokens_seen += num_steps * self.tokens_per_step
+        self.flops_seen += num_steps * self.tokens_per_step * self.flops_per_token
+        self.productive_s += num_steps * float(step_time_s)
+
+        tokens_per_s = self.tokens_per_step / step_wall if step_wall > 0 else float("nan")
+        model_flops_per_device = tokens_per_s * self.flops_per_token / self.num_devices
+        hfu = None
+        if self.hardware_flops_per_step and step_wall > 0:
+            hfu = self._utilization(self.hardware_flops_per_step / step_wall, "HFU")
+        elapsed = self._clock() - self._start
+        record = {
+            "step_time_s": float(step_time_s),
+            "data_wait_s": float(data_wait_s),
+            "tokens_per_s": tokens_per_s,
+            "tokens_per_s_per_device": tokens_per_s / self.num_devices,
+            "model_tflops_per_device": model_flops_per_device / 1e12,
+            "mfu": self._utilization(model_flops_per_device, "MFU"),
+            "hfu": hfu,
+            "tokens_seen": self.tokens_seen,
+            "flops_seen": self.flops_seen,
+            "goodput": min(1.0, self.productive_s / elapsed) if elapsed > 0 else None,
+        }
+        for what, seconds in self.unproductive_s.items():
+            record[f"badput_{what}_s"] = seconds
+        return record
+
+
+def memory_stats(device=None) -> dict:
+    """Memory in use and peak, where the backend reports it.
+
+    Returns:
+        GPU/TPU: device_bytes_in_use, device_peak_bytes, device_bytes_limit (those present).
+        CPU (whose `memory_stats()` is None): host_peak_rss_bytes, the process's peak
+        resident memory, which is host memory, not a device figure.
+    """
+    import jax
+    device = device if device is not None else jax.local_devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:       # some backends raise instead of returning None
+        stats = None
+    out: dict[str, int] = {}
+    if stats:
+        for ours, theirs in (("device_bytes_in_use", "bytes_in_use"),
+                             ("device_peak_bytes", "peak_bytes_in_use"),
+                             ("device_bytes_limit", "bytes_limit")):
+            if theirs in stats:
+                out[ours] = int(stats[theirs])
+    if not out:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["host_peak_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
+    return out
