@@ -12,7 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 from scaling.nn.layers import LayerNorm, Mlp, MultiHeadAttention, constrain, dropout
 
 REMAT_POLICIES = {

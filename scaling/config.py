@@ -10,7 +10,7 @@ import ml_collections
 
 
 def model_config() -> ml_collections.ConfigDict:
-    """Model fields shared by all families (see `scaling.models.spec.ModelSpec`)."""
+    """Model fields shared by all families (see `scaling.spec.ModelSpec`)."""
     m = ml_collections.ConfigDict()
     m.name = "model"            # display name, e.g. "GPT-2 XL"
     m.family = "decoder"        # decoder | encoder | encoder_decoder | xlnet
@@ -67,6 +67,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_fraction = 0.02         # builtin: fraction of documents held out
     c.data.shuffle = True
     c.data.worker_count = 0             # grain worker processes (0 = in-process)
+    # Added by the data pipeline (scaling/data):
+    c.data.read_threads = 2             # grain threads building batches ahead of the step
+    c.data.prefetch_batches = 4         # batches buffered ahead of the training step
+    c.data.pack_max_documents = 200_000  # splits with more docs are not packed (one doc per example)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 100

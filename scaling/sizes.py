@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from scaling.models import abstract_params
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 
 
 @dataclasses.dataclass(frozen=True)

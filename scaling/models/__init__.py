@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from scaling.models.decoder import DecoderLM
 from scaling.models.encoder import EncoderModel
 from scaling.models.encoder_decoder import EncoderDecoder
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 
 _FAMILIES = {
     "decoder": DecoderLM,

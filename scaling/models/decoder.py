@@ -5,7 +5,7 @@ import flax.linen as nn
 
 from scaling.blocks import BlockStack, EncoderBlock
 from scaling.models.embeddings import Embeddings, mask_padded_vocab
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 from scaling.nn.attention import causal_mask
 from scaling.nn.layers import Dense, LayerNorm
 

@@ -6,7 +6,7 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 from scaling.nn import functional as F
 from scaling.nn.layers import Embed, LayerNorm, constrain, dropout
 

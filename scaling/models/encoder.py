@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from scaling.blocks import BlockStack, EncoderBlock
 from scaling.models.embeddings import Embeddings, mask_padded_vocab
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 from scaling.nn.attention import padding_mask
 from scaling.nn.functional import ACTIVATIONS
 from scaling.nn.layers import Dense, LayerNorm, _param, zeros

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from scaling.blocks import BlockStack, DecoderBlock, EncoderBlock
 from scaling.models.embeddings import PAD_ID, Embeddings
-from scaling.models.spec import ModelSpec
+from scaling.spec import ModelSpec
 from scaling.nn.attention import causal_mask, padding_mask
 from scaling.nn.layers import LayerNorm
 

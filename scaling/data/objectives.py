@@ -1,0 +1,200 @@
+"""Training objectives as pure numpy functions: token chunk in, one example dict out.
+
+Every function takes the chunk of token ids an example is built from (see `packing.py`)
+and, where the objective is random, a `np.random.Generator` that the pipeline seeds from
+(seed, example index[, epoch]); so every example is a pure function of its arguments.
+Outputs are int32 ids and float32 weights, unbatched ([T] not [B, T]); `pipeline.py` batches.
+
+Batch keys per objective:
+  causal_lm        inputs, targets, weights                                  all [T]
+  mlm              inputs, targets, weights, token_types, input_mask          all [T]
+  span_corruption  inputs [S], decoder_inputs [T], targets [T], weights [T]
+  translation      inputs [S], decoder_inputs [T], targets [T], weights [T]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OBJECTIVES = ("causal_lm", "mlm", "span_corruption", "translation")
+
+
+def _pad_to(ids: np.ndarray, length: int, pad_id: int) -> np.ndarray:
+    out = np.full((length,), pad_id, np.int32)
+    out[:len(ids)] = ids[:length]
+    return out
+
+
+# ----------------------------------------------------------------------------- causal LM
+
+def causal_lm(window: np.ndarray, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+    """Next-token prediction on one window of up to seq_len + 1 tokens.
+
+    Args:
+      window: [<= T+1] ids from the packed stream (documents joined by EOS); the last
+        window of a split may be short and is padded.
+      seq_len: T.
+      pad_id: the padding id (weights are 0 where the target is padding).
+
+    Returns:
+      inputs = window[:-1], targets = window[1:], weights (1.0 on real targets), all [T].
+    """
+    padded = _pad_to(np.asarray(window), seq_len + 1, pad_id)
+    num_real = min(len(window), seq_len + 1)
+    weights = (np.arange(seq_len) < num_real - 1).astype(np.float32)
+    return {"inputs": padded[:-1], "targets": padded[1:], "weights": weights}
+
+
+# ----------------------------------------------------------------------------- MLM (BERT)
+
+def mlm(tokens: np.ndarray, seq_len: int, tok, mask_rate: float,
+        rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """BERT masked-LM example: `[CLS] tokens [SEP] PAD...`, with `mask_rate` of tokens selected.
+
+    Of the real, non-special tokens, round(mask_rate * n) positions are selected (at least
+    one when there is any); each becomes MASK with p=0.8, a random regular token with p=0.1,
+    or stays unchanged with p=0.1. Specials (CLS, SEP, EOS between documents...) are never
+    selected.
+
+    Args:
+      tokens: [<= T-2] ids (the chunk between CLS and SEP).
+      seq_len: T.
+      tok: the tokenizer (for bos/sep/pad/mask ids, `special_ids`, `regular_ids`).
+      mask_rate: fraction of candidate tokens selected for prediction.
+      rng: the example's generator; static masks seed it from the index only.
+
+    Returns:
+      inputs (masked ids), targets (original ids), weights (1.0 at selected positions),
+      token_types (zeros), input_mask (1 on CLS/tokens/SEP, 0 on PAD); all [T].
+    """
+    tokens = np.asarray(tokens, np.int32)[:seq_len - 2]
+    original = np.concatenate([[tok.cls_id], tokens, [tok.sep_id]]).astype(np.int32)
+    targets = _pad_to(original, seq_len, tok.pad_id)
+    input_mask = (np.arange(seq_len) < len(original)).astype(np.int32)
+
+    candidates = np.flatnonzero(~np.isin(targets, tok.special_ids) & (input_mask == 1))
+    num_selected = int(round(mask_rate * len(candidates)))
+    if len(candidates) and mask_rate > 0:
+        num_selected = max(1, num_selected)
+    selected = np.sort(rng.choice(candidates, size=num_selected, replace=False))
+    # One uniform draw per selected position decides its fate: <0.8 MASK, <0.9 random.
+    fate = rng.random(num_selected)
+    inputs = targets.copy()
+    to_mask = selected[fate < 0.8]
+    to_random = selected[(fate >= 0.8) & (fate < 0.9)]
+    inputs[to_mask] = tok.mask_id
+    inputs[to_random] = rng.choice(tok.regular_ids, size=len(to_random))
+    weights = np.zeros((seq_len,), np.float32)
+    weights[selected] = 1.0
+    return {"inputs": inputs, "targets": targets, "weights": weights,
+            "token_types": np.zeros((seq_len,), np.int32), "input_mask": input_mask}
+
+
+# ----------------------------------------------------------------------------- span corruption (T5)
+
+def _span_counts(length: int, noise_density: float, mean_span_length: float) -> tuple[int, int]:
+    """(noise tokens, noise spans) for a chunk of `length` tokens, as T5 computes them."""
+    num_noise = int(round(length * noise_density))
+    num_noise = min(max(num_noise, 1), length - 1)
+    num_spans = max(1, int(round(num_noise / mean_span_length)))
+    return num_noise, num_spans
+
+
+def span_corruption_chunk_length(inputs_len: int, targets_len: int, noise_density: float,
+                                 mean_span_length: float, max_sentinels: int) -> int:
+    """The longest raw chunk whose corrupted inputs fit S and targets fit T (with EOS)."""
+    best = 2
+    for length in range(2, 4 * (inputs_len + targets_len)):
+        noise, spans = _span_counts(length, noise_density, mean_span_length)
+        if spans > max_sentinels:
+            break
+        if length - noise + spans + 1 > inputs_len or noise + spans + 1 > targets_len:
+            # Longer chunks only need more room, so the first misfit ends the search.
+            break
+        best = length
+    return best
+
+
+def _random_segmentation(total: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
+    """Splits `total` items into `num_segments` non-empty runs; returns the run lengths."""
+    cuts = np.sort(rng.choice(np.arange(1, total), size=num_segments - 1, replace=False))
+    return np.diff(np.concatenate([[0], cuts, [total]]))
+
+
+def span_noise_mask(length: int, noise_density: float, mean_span_length: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Boolean [length] mask of noise tokens: alternating clean/noise runs, clean first."""
+    num_noise, num_spans = _span_counts(length, noise_density, mean_span_length)
+    num_spans = min(num_spans, num_noise, length - num_noise)
+    noise_lengths = _random_segmentation(num_noise, num_spans, rng)
+    clean_lengths = _random_segmentation(length - num_noise, num_spans, rng)
+    runs = np.stack([clean_lengths, noise_lengths], axis=1).reshape(-1)
+    is_noise = np.tile([False, True], num_spans)
+    return np.repeat(is_noise, runs)
+
+
+def _encoder_decoder_example(inputs: np.ndarray, targets: np.ndarray, inputs_len: int,
+                             targets_len: int, tok) -> dict[str, np.ndarray]:
+    """Pads inputs/targets and derives decoder_inputs (BOS + targets[:-1]) and weights."""
+    targets = _pad_to(targets, targets_len, tok.pad_id)
+    decoder_inputs = np.concatenate([[tok.bos_id], targets[:-1]]).astype(np.int32)
+    return {"inputs": _pad_to(inputs, inputs_len, tok.pad_id),
+            "decoder_inputs": decoder_inputs, "targets": targets,
+            "weights": (targets != tok.pad_id).astype(np.float32)}
+
+
+def span_corruption(tokens: np.ndarray, inputs_len: int, targets_len: int, tok,
+                    noise_density: float, mean_span_length: float,
+                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """T5 denoising: noise spans in the inputs become sentinels; targets list the spans.
+
+    inputs  = clean tokens with span k replaced by sentinel_ids[k], then EOS       [S]
+    targets = sentinel_0 span_0 sentinel_1 span_1 ... EOS                           [T]
+    decoder_inputs = BOS + targets[:-1];  weights = 1.0 where targets is not PAD    [T]
+
+    Args:
+      tokens: the raw chunk; its length should be `span_corruption_chunk_length(...)` or
+        less (the last chunk of a split), so both sides fit without truncation.
+      inputs_len, targets_len: S and T.
+      tok: the tokenizer (eos/bos/pad ids, sentinel_ids).
+      noise_density, mean_span_length: fraction of tokens corrupted; mean span length.
+      rng: the example's generator.
+    """
+    tokens = np.asarray(tokens, np.int32)
+    if len(tokens) < 2:  # too short to corrupt: plain reconstruction target
+        return _encoder_decoder_example(np.append(tokens, tok.eos_id), np.array([tok.eos_id]),
+                                        inputs_len, targets_len, tok)
+    noise = span_noise_mask(len(tokens), noise_density, mean_span_length, rng)
+    span_starts = noise & ~np.concatenate([[False], noise[:-1]])
+    span_index = np.cumsum(span_starts) - 1                     # which span each noise token is in
+    sentinels = np.asarray(tok.sentinel_ids, np.int32)
+    # Inputs: keep clean tokens; the first token of each span becomes its sentinel.
+    inputs = np.where(span_starts, sentinels[np.maximum(span_index, 0)], tokens)[~noise | span_starts]
+    # Targets: the sentinel before each span, then the span's tokens.
+    parts = []
+    for k, start in enumerate(np.flatnonzero(span_starts)):
+        end = start
+        while end < len(tokens) and noise[end]:
+            end += 1
+        parts.append(np.concatenate([[sentinels[k]], tokens[start:end]]))
+    targets = np.concatenate(parts + [[tok.eos_id]]).astype(np.int32)
+    inputs = np.append(inputs, tok.eos_id).astype(np.int32)
+    return _encoder_decoder_example(inputs[:inputs_len], targets[:targets_len], inputs_len,
+                                    targets_len, tok)
+
+
+# ----------------------------------------------------------------------------- translation
+
+def translation(source: np.ndarray, target: np.ndarray, inputs_len: int, targets_len: int,
+                tok) -> dict[str, np.ndarray]:
+    """Sequence-to-sequence: inputs = source + EOS [S], targets = target + EOS [T].
+
+    Too-long sides are cut so that EOS is always kept; same keys as `span_corruption`.
+    """
+    source = np.append(np.asarray(source, np.int32)[:inputs_len - 1], tok.eos_id)
+    target = np.append(np.asarray(target, np.int32)[:targets_len - 1], tok.eos_id)
+    return _encoder_decoder_example(source, target, inputs_len, targets_len, tok)
+
+
+def empty_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An all-padding example shaped like `example`, all weights zero (fills a last batch)."""
+    return {k: np.zeros_like(v) for k, v in example.items()}

@@ -1,0 +1,141 @@
+"""Text sources: random-access sequences of documents from the builtin corpus or a TFDS name.
+
+`open_split(data_cfg, split)` returns a `TextSource`: `len()` and `[i]` give one document as
+`str` (or, for translation, a `(source, target)` pair of `str`). Everything downstream
+(tokenizing, packing, objectives) works on these, whatever the dataset.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import Iterator
+
+BUILTIN = "builtin"
+
+
+def resolve_data_dir(data_cfg) -> str:
+    """`data.data_dir`, or TFDS's default data dir when empty."""
+    if data_cfg.data_dir:
+        return os.path.expanduser(data_cfg.data_dir)
+    import tensorflow_datasets as tfds
+    return os.path.expanduser(tfds.core.constants.DATA_DIR)
+
+
+def _import_tfds_modules() -> None:
+    """Registers TFDS's older, module-style builders (c4, wmt14_translate, ...).
+
+    Without TensorFlow, `tensorflow_datasets` imports these families lazily, so they are
+    missing from the registry until their module is imported.
+    """
+    for module in ("text", "translate", "summarization", "question_answering", "structured"):
+        try:
+            importlib.import_module(f"tensorflow_datasets.{module}")
+        except Exception:  # a family that needs TensorFlow: its datasets stay unknown
+            pass
+
+
+def check_dataset_name(name: str, data_dir: str = "") -> None:
+    """Raises a one-line ValueError naming `data.dataset` if TFDS does not know `name`."""
+    if name == BUILTIN:
+        return
+    import tensorflow_datasets as tfds
+
+    base = name.split("/")[0].split(":")[0]
+    try:
+        tfds.builder_cls(base)
+        return
+    except tfds.core.registered.DatasetNotFoundError:
+        pass
+    _import_tfds_modules()
+    try:
+        tfds.builder_cls(base)
+        return
+    except tfds.core.registered.DatasetNotFoundError:
+        pass
+    # A dataset prepared from files of its own (no registered builder) is fine too.
+    if data_dir and os.path.isdir(os.path.join(os.path.expanduser(data_dir), base)):
+        return
+    raise ValueError(f"data.dataset: unknown dataset {name!r}; use 'builtin' or a TFDS dataset "
+                     "name such as 'lm1b', 'tiny_shakespeare' or 'wmt14_translate/de-en'")
+
+
+def dataset_key(data_cfg) -> str:
+    """A name for caches keyed by dataset: the corpus hash for builtin, else the TFDS name."""
+    if data_cfg.dataset == BUILTIN:
+        from scaling.data import builtin
+        files = builtin.resolve_corpus(data_cfg.corpus)
+        return "builtin-" + builtin.corpus_key(files, data_cfg.eval_fraction)
+    return data_cfg.dataset.replace("/", "-")
+
+
+class TextSource:
+    """Decodes one feature (or a source/target pair) of a TFDS data source to `str`."""
+
+    def __init__(self, records, text_key: str, target_key: str = ""):
+        self._records = records
+        self._text_key = text_key
+        self._target_key = target_key
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int):
+        record = self._records[index]
+        if self._target_key:
+            return _to_str(_field(record, self._text_key)), _to_str(_field(record, self._target_key))
+        return _to_str(_field(record, self._text_key))
+
+
+def _field(record, key):
+    try:
+        return record[key]
+    except KeyError:
+        raise KeyError(f"data.text_key/target_key: feature {key!r} not in the dataset; "
+                       f"it has {sorted(record)}") from None
+
+
+def _to_str(value) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+@functools.lru_cache(maxsize=8)
+def _builtin_sources(corpus: str, eval_fraction: float, data_dir: str):
+    from scaling.data import builtin
+    return builtin.load_builtin(corpus, eval_fraction, data_dir or None)
+
+
+def open_split(data_cfg, split: str) -> TextSource:
+    """Returns the documents of `split` ('train' or 'validation') of `data.dataset`.
+
+    The builtin corpus is prepared on first use. A named TFDS dataset must already be
+    prepared in `data.data_dir`; a 'validation' split falls back to 'test' when the
+    dataset has none (lm1b).
+    """
+    target_key = data_cfg.target_key if data_cfg.objective == "translation" else ""
+    if data_cfg.dataset == BUILTIN:
+        records = _builtin_sources(data_cfg.corpus, float(data_cfg.eval_fraction),
+                                   data_cfg.data_dir)[split]
+        return TextSource(records, "text")
+    check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
+    import tensorflow_datasets as tfds
+
+    try:
+        records = tfds.data_source(data_cfg.dataset, split=split, data_dir=data_cfg.data_dir or None)
+    except (ValueError, KeyError) as e:
+        if split != "validation" or "split" not in str(e).lower():
+            raise
+        records = tfds.data_source(data_cfg.dataset, split="test", data_dir=data_cfg.data_dir or None)
+    return TextSource(records, data_cfg.text_key, target_key)
+
+
+def iter_texts(data_cfg, split: str, limit: int | None = None) -> Iterator[str]:
+    """Yields up to `limit` documents of `split` as text (both sides for translation)."""
+    source = open_split(data_cfg, split)
+    n = len(source) if limit is None else min(limit, len(source))
+    for i in range(n):
+        item = source[i]
+        if isinstance(item, tuple):
+            yield from item
+        else:
+            yield item

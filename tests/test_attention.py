@@ -1,0 +1,121 @@
+"""Attention math against naive, independent implementations (numpy loops)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling.nn import attention as A
+from scaling.nn.functional import layer_norm, sinusoidal_positions
+
+
+def naive_attention(q, k, v, mask=None):
+    """E = Q Kᵀ / sqrt(d), A = softmax(E) over keys (masked keys excluded), Y = A V.
+
+    q [B,T,N,H], k/v [B,S,N,H], mask [B,N,T,S] bool or None; loops over every element.
+    """
+    B, T, N, H = q.shape
+    S = k.shape[1]
+    y = np.zeros((B, T, N, H))
+    for b in range(B):
+        for n in range(N):
+            for i in range(T):
+                e = [sum(q[b, i, n, h] * k[b, j, n, h] for h in range(H)) / math.sqrt(H)
+                     for j in range(S)]
+                allowed = [mask is None or bool(mask[b, n, i, j]) for j in range(S)]
+                if not any(allowed):
+                    continue  # fully masked query: output zeros
+                m = max(e[j] for j in range(S) if allowed[j])
+                w = [math.exp(e[j] - m) if allowed[j] else 0.0 for j in range(S)]
+                z = sum(w)
+                for j in range(S):
+                    y[b, i, n] += (w[j] / z) * v[b, j, n]
+    return y
+
+
+def _qkv(rng, B=2, T=5, S=7, N=2, H=4):
+    r = np.random.default_rng(rng)
+    return (r.normal(size=(B, T, N, H)), r.normal(size=(B, S, N, H)),
+            r.normal(size=(B, S, N, H)))
+
+
+@pytest.mark.parametrize("kind", ["self", "cross"])
+@pytest.mark.parametrize("masking", ["none", "causal", "padding", "both"])
+def test_attention_matches_naive_loops(kind, masking):
+    q, k, v = _qkv(0, S=5 if kind == "self" else 7)
+    B, T, N, _ = q.shape
+    S = k.shape[1]
+    if kind == "self":
+        k = v = q  # one set of vectors attends to itself
+    valid = np.ones((B, S), bool)
+    valid[0, -2:] = False  # first example: last two keys are padding
+    masks = {"none": None, "causal": A.causal_mask(T, S),
+             "padding": A.padding_mask(jnp.asarray(valid)),
+             "both": A.combine_masks(A.causal_mask(T, S), A.padding_mask(jnp.asarray(valid)))}
+    mask = masks[masking]
+    got = A.dot_product_attention(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32),
+                                  jnp.asarray(v, jnp.float32), mask)
+    full = None if mask is None else np.broadcast_to(np.asarray(mask), (B, N, T, S))
+    np.testing.assert_allclose(np.asarray(got), naive_attention(q, k, v, full),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_causal_mask_shape_and_offset():
+    m = np.asarray(A.causal_mask(3, 5))[0, 0]
+    # Queries are the last 3 of 5 positions: query 0 sits at key position 2.
+    expected = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], bool)
+    np.testing.assert_array_equal(m, expected)
+
+
+def test_fully_masked_rows_are_zero_not_nan():
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(1))
+    valid = jnp.zeros((2, 7), bool).at[1].set(True)  # example 0 has no valid key at all
+    out = A.dot_product_attention(q, k, v, A.padding_mask(valid))
+    assert np.all(np.isfinite(np.asarray(out)))
+    np.testing.assert_array_equal(np.asarray(out[0]), 0.0)
+    assert np.abs(np.asarray(out[1])).sum() > 0
+
+
+def test_jax_impl_matches_reference():
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(2, S=5))
+    mask = A.causal_mask(5)
+    ref = A.attention(q, k, v, mask, impl="xla")
+    got = A.attention(q, k, v, mask, impl="jax")
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_in_float32_for_bf16_inputs():
+    q, k, v = (jnp.asarray(x, jnp.bfloat16) for x in _qkv(3))
+    out = A.dot_product_attention(q, k, v, A.causal_mask(5, 7))
+    assert out.dtype == jnp.bfloat16
+    ref = naive_attention(*(np.asarray(x, np.float64) for x in (q, k, v)),
+                          np.broadcast_to(np.asarray(A.causal_mask(5, 7)), (2, 2, 5, 7)))
+    np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=3e-2)
+
+
+def test_sinusoidal_matches_formula():
+    T, D = 50, 16
+    pe = np.asarray(sinusoidal_positions(T, D))
+    for pos in range(T):
+        for i in range(D // 2):
+            angle = pos / 10000 ** (2 * i / D)
+            assert pe[pos, 2 * i] == pytest.approx(math.sin(angle), abs=1e-6)
+            assert pe[pos, 2 * i + 1] == pytest.approx(math.cos(angle), abs=1e-6)
+
+
+def test_layer_norm_matches_formula():
+    h = np.random.default_rng(0).normal(size=(3, 10)) * 5 + 2
+    gamma, beta = np.linspace(0.5, 1.5, 10), np.linspace(-1, 1, 10)
+    got = np.asarray(layer_norm(jnp.asarray(h, jnp.float32), jnp.asarray(gamma, jnp.float32),
+                                jnp.asarray(beta, jnp.float32), eps=0.0))
+    mu, sigma = h.mean(-1, keepdims=True), h.std(-1, keepdims=True)
+    np.testing.assert_allclose(got, gamma * (h - mu) / sigma + beta, rtol=1e-4, atol=1e-4)
+
+
+def test_masks_jit_and_combine():
+    f = jax.jit(lambda v: A.combine_masks(A.causal_mask(4), A.padding_mask(v), None))
+    m = np.asarray(f(jnp.array([[1, 1, 1, 0]])))
+    assert m.shape == (1, 1, 4, 4)
+    assert not m[0, 0, 3, 3] and m[0, 0, 2, 1] and not m[0, 0, 1, 2]
+    assert A.combine_masks(None, None) is None
