@@ -125,6 +125,7 @@ def train_sentencepiece(texts: Sequence[str], model_prefix: str, vocab_size: int
         control_symbols=["<sep>", "<mask>"],
         input_sentence_size=200_000, shuffle_input_sentence=True,
         max_sentence_length=1 << 14, num_threads=os.cpu_count() or 1,
+        hard_vocab_limit=False,  # a tiny corpus may not support every requested piece
         minloglevel=2)
     return model_prefix + ".model"
 
@@ -155,5 +156,9 @@ def make_tokenizer(data_cfg, *, texts: Sequence[str] | None = None):
         if texts is None:
             texts = sources.iter_texts(data_cfg, "train")
         logging.info("Training SentencePiece (%d pieces) into %s", data_cfg.sp_vocab_size, prefix)
-        train_sentencepiece(texts, prefix, data_cfg.sp_vocab_size)
+        # Train under a private name, then rename: a concurrent reader never sees half a file.
+        tmp_prefix = f"{prefix}.tmp{os.getpid()}"
+        train_sentencepiece(texts, tmp_prefix, data_cfg.sp_vocab_size)
+        os.replace(tmp_prefix + ".vocab", prefix + ".vocab")
+        os.replace(tmp_prefix + ".model", prefix + ".model")
     return SentencePieceTokenizer(prefix + ".model")
