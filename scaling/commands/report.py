@@ -1,0 +1,103 @@
+"""`scaling report RUN_DIR... [--csv|--json]`: one row per run.
+
+Columns: run, model, params, FLOPs/token, step, tokens seen, final train loss, final and best
+eval loss, median tokens/s, median MFU, peak memory, goodput. Rows go from the smallest model
+to the largest. The table uses human units; --csv and --json give raw numbers.
+
+Works on runs in progress or killed: problems are printed as one warning each on stderr.
+Exit status: 0 if at least one run was read, else 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from scaling import runs as runs_lib
+
+# (column title, summary key, formatter) for the human table.
+_pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"    # noqa: E731
+_loss = lambda x: "-" if x is None else f"{x:.4f}"          # noqa: E731
+_plain = lambda x: "-" if x is None else str(x)             # noqa: E731
+
+COLUMNS = [
+    ("run", "run", _plain),
+    ("model", "model", _plain),
+    ("params", "params", runs_lib.human_count),
+    ("FLOPs/token", "flops_per_token", runs_lib.human_flops),
+    ("step", "step", _plain),
+    ("tokens", "tokens_seen", runs_lib.human_count),
+    ("loss", "final_loss", _loss),
+    ("eval loss", "final_eval_loss", _loss),
+    ("best eval", "best_eval_loss", _loss),
+    ("tok/s", "median_tokens_per_s", runs_lib.human_count),
+    ("MFU", "median_mfu", _pct),
+    ("peak mem", "peak_memory_bytes", runs_lib.human_bytes),
+    ("goodput", "goodput", _pct),
+]
+NUMERIC_TITLES = {"params", "FLOPs/token", "step", "tokens", "loss", "eval loss", "best eval",
+                  "tok/s", "MFU", "peak mem", "goodput"}
+
+
+def format_table(rows: list[dict]) -> str:
+    """An aligned text table: names left-aligned, numbers right-aligned."""
+    cells = []
+    for row in rows:
+        line = []
+        for title, key, fmt in COLUMNS:
+            text = fmt(row.get(key))
+            if key == "peak_memory_bytes" and row.get("memory_kind") == "host" and text != "-":
+                text += " host"
+            line.append(text)
+        cells.append(line)
+    titles = [title for title, _, _ in COLUMNS]
+    widths = [max(len(t), *(len(c[i]) for c in cells)) for i, t in enumerate(titles)]
+
+    def fmt_line(values):
+        return "  ".join(v.rjust(w) if t in NUMERIC_TITLES else v.ljust(w)
+                         for v, w, t in zip(values, widths, titles)).rstrip()
+
+    out = [fmt_line(titles), fmt_line(["-" * w for w in widths])]
+    out += [fmt_line(c) for c in cells]
+    conventions = {r.get("flops_convention") for r in rows if r.get("flops_convention")}
+    if conventions:
+        out.append(f"FLOPs/token convention: {', '.join(sorted(conventions))}")
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scaling report", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run directories (or a directory of runs)")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="CSV with raw numbers")
+    fmt.add_argument("--json", action="store_true", help="a JSON list with raw numbers")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        runs = runs_lib.read_runs(args.runs)
+    except Exception as e:    # the reader should not raise; never show a traceback anyway
+        print(f"scaling report: could not read runs: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    for run in runs:
+        for warning in run.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    readable = sorted((r for r in runs if runs_lib.has_data(r)), key=runs_lib.sort_key)
+    if not readable:
+        print(f"scaling report: no run could be read from {' '.join(args.runs)}",
+              file=sys.stderr)
+        return 2
+    rows = [runs_lib.summarize(r) for r in readable]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(format_table(rows))
+    return 0
