@@ -1,0 +1,249 @@
+"""`run(config, workdir)`: the one place that wires config -> model -> data -> step -> loop.
+
+Read it top to bottom; each banner is one stage. Only this file talks to data, metrics and
+(later) checkpoints; the step itself is pure (scaling.train_step).
+
+    python -m scaling.train --config experiments/gpt2.py:tiny --workdir runs/demo
+is the same as `scaling train ...`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling import data as data_lib
+from scaling import sharding
+from scaling.hardware import device_peak_flops
+from scaling.metrics import MetricsWriter, Throughput, memory_stats
+from scaling.models import build_model, example_batch, model_spec
+from scaling.optim import make_optimizer, make_schedule, validate_optim_config
+from scaling.progress import Progress
+from scaling.sizes import count_params
+from scaling.spec import ModelSpec
+from scaling.train_state import TrainState
+from scaling.train_step import make_eval_step, make_train_step
+
+# Which objectives each model family can train on.
+OBJECTIVES = {
+    "decoder": ("causal_lm",),
+    "encoder": ("mlm",),
+    "encoder_decoder": ("span_corruption", "translation"),
+    "xlnet": ("permutation_lm",),
+}
+
+
+def validate(config) -> ModelSpec:
+    """Every cheap check of the config, as one-line ValueErrors naming the field.
+
+    Runs before any array is created or anything compiled, so bad input fails in seconds.
+    """
+    spec = model_spec(config)
+    data_lib.validate_data_config(config)
+    validate_optim_config(config.optim, config.train.steps)
+    d, t = config.data, config.train
+    if d.objective not in OBJECTIVES[spec.family]:
+        raise ValueError(f"data.objective: {d.objective!r} does not train a {spec.family} "
+                         f"model; use one of {', '.join(OBJECTIVES[spec.family])}")
+    longest = max(d.seq_len, d.target_len)
+    if spec.positions == "learned" and longest > spec.max_len:
+        raise ValueError(f"data.seq_len: {longest} is longer than the model's "
+                         f"{spec.max_len} learned positions (model.max_len)")
+    for field in ("log_every", "eval_every", "eval_steps"):
+        if t[field] <= 0:
+            raise ValueError(f"train.{field}: must be positive, got {t[field]}")
+    if t.nonfinite not in ("skip", "stop"):
+        raise ValueError(f"train.nonfinite: unknown {t.nonfinite!r}; allowed: 'skip', 'stop'")
+    if config.parallel.engine not in ("jit", "pmap"):
+        raise ValueError(f"parallel.engine: unknown {config.parallel.engine!r}; allowed: "
+                         "'jit', 'pmap'")
+    sharding.logical_rules(config.parallel.rules)
+    return spec
+
+
+def _log(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+def run(config, workdir: str) -> dict:
+    """Train `config` in `workdir`; returns a summary (losses, final eval, final state).
+
+    Args:
+      config: a full run config (scaling.config.base_config() shape).
+      workdir: where the resolved config, metrics.jsonl and TensorBoard files go.
+
+    Returns:
+      {"train_losses": [loss at each log step], "eval": last eval metrics,
+       "unigram_entropy": baseline of the eval split, "state": the final TrainState}
+    """
+    # ---- 1. Validate: config errors surface before anything is built ---------------------
+    spec = validate(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"--workdir: {workdir!r} is a file; give a directory")
+    steps, batch_size = config.train.steps, config.train.batch_size
+
+    # ---- 2. Workdir and the resolved config (process 0 writes) ---------------------------
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        resolved = config.to_dict()
+        resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(resolved, f, indent=1, default=str)
+
+    # ---- 3. Mesh and logical-axis rules -----------------------------------------------------
+    mesh = sharding.make_mesh(config.parallel.mesh)
+    rules = sharding.logical_rules(config.parallel.rules)
+    sharding.check_divisibility(spec, mesh, batch_size, config.train.micro_batches)
+    num_devices = mesh.devices.size
+
+    # ---- 4. Data: this host's rows of every global batch --------------------------------
+    host = dict(process_index=jax.process_index(), process_count=jax.process_count())
+    train_iter = data_lib.make_pipeline(config, "train", **host)
+    eval_iter = data_lib.make_pipeline(config, "validation", **host)
+    eval_start = eval_iter.get_state()  # every evaluation reads the same batches
+    baseline = data_lib.unigram_entropy(config, "validation")
+    batch_sh = sharding.batch_sharding(mesh)
+
+    def to_global(local_batch):
+        return {k: jax.make_array_from_process_local_data(batch_sh, np.asarray(v))
+                for k, v in local_batch.items()}
+
+    # ---- 5. Model, optimizer and the sharded train state ----------------------------------
+    model = build_model(spec)
+    tx = make_optimizer(config.optim, steps)
+    schedule = make_schedule(config.optim, steps)
+    seq_len, target_len = config.data.seq_len, config.data.target_len
+    init_batch = example_batch(spec, 1, seq_len, target_len or None)
+    rng = jax.random.PRNGKey(config.train.seed)
+
+    def init_state(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        params = nn.unbox(model.init(init_rng, init_batch)["params"])
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=tx.init(params), rng=state_rng)
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed = jax.eval_shape(lambda r: model.init(r, init_batch)["params"], rng)
+        params_sh = sharding.param_shardings(boxed, mesh, rules)
+        abstract = jax.eval_shape(init_state, rng)
+        state_sh = TrainState(
+            step=sharding.replicated(mesh), params=params_sh,
+            opt_state=sharding.opt_state_shardings(tx, abstract.opt_state, params_sh, mesh),
+            rng=sharding.replicated(mesh))
+        state = jax.jit(init_state, out_shardings=state_sh)(rng)
+    counts = count_params(spec)
+    flops_per_token = spec.flops_per_token(seq_len, target_len)
+    tokens_per_step = batch_size * spec.tokens_per_sequence(seq_len, target_len)
+
+    # ---- 6. Compile the step ahead of time (its time and XLA FLOPs are logged) ------------
+    train_step = make_train_step(model, tx, schedule, config.train.micro_batches,
+                                 config.train.nonfinite)
+    eval_step = make_eval_step(model)
+    t0 = time.perf_counter()
+    first = to_global(next(train_iter))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
+                          out_shardings=(state_sh, None), donate_argnums=0)
+        compiled = step_fn.lower(state, first).compile()
+        eval_fn = jax.jit(eval_step, in_shardings=(params_sh, batch_sh))
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, list) else cost
+    hw_flops = float(cost.get("flops", 0.0)) or None
+
+    # ---- 7. Metrics sinks -------------------------------------------------------------------
+    writer = MetricsWriter(workdir, tensorboard=config.metrics.tensorboard)
+    peak, peak_source = device_peak_flops(override_tflops=config.metrics.device_peak_tflops)
+    meter = Throughput(flops_per_token, tokens_per_step, num_devices, peak, hw_flops)
+    meter.mark_unproductive(compile_s, "compile")
+    writer.write_event(
+        "run_start", model=spec.name, family=spec.family, params=counts.backbone,
+        non_embedding_params=counts.non_embedding, flops_per_token=flops_per_token,
+        flops_per_token_kaplan=spec.flops_per_token(seq_len, target_len, "kaplan"),
+        flops_convention="palm: 6N + 12*L*T*d (N = matmul params incl. the output projection)",
+        num_devices=num_devices, peak_flops_per_device=peak, peak_source=peak_source,
+        config_name=config.get("experiment", ""), seq_len=seq_len, batch_size=batch_size,
+        unigram_entropy=baseline, mesh=dict(mesh.shape))
+    writer.write_event("compile", compile_time_s=compile_s, hardware_flops_per_step=hw_flops)
+    _log(f"{spec.name}: {counts.backbone:,} params, {flops_per_token / 1e6:.1f} MFLOP/token, "
+         f"mesh {dict(mesh.shape)}, compiled in {compile_s:.1f}s; "
+         f"unigram baseline {baseline:.3f} nats/token")
+
+    def evaluate(params) -> dict:
+        eval_iter.set_state(eval_start)
+        total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0}
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            for _ in range(config.train.eval_steps):
+                out = jax.device_get(eval_fn(params, to_global(next(eval_iter))))
+                total = {k: total[k] + float(out[k]) for k in total}
+        loss = total["loss_sum"] / max(total["weight"], 1.0)
+        return {"eval_loss": loss, "eval_ppl": float(np.exp(min(loss, 50.0))),
+                "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
+
+    # ---- 8. The loop: the only host syncs are at log and eval steps ---------------------
+    progress = Progress(steps, start_step=int(state.step))
+    pending, data_wait, train_losses, last_eval = [], 0.0, [], {}
+    interval_start = time.perf_counter()
+    batch = first
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        for step in range(int(state.step) + 1, steps + 1):
+            state, metrics = compiled(state, batch)
+            pending.append(metrics)
+            if step < steps:
+                t = time.perf_counter()
+                batch = to_global(next(train_iter))
+                data_wait += time.perf_counter() - t
+
+            if step % config.train.log_every == 0 or step == steps:
+                host_metrics = jax.device_get(pending)  # waits for the steps to finish
+                elapsed = time.perf_counter() - interval_start
+                n = len(host_metrics)
+                nonfinite = sum(int(m["nonfinite"]) for m in host_metrics)
+                finite = [m for m in host_metrics if not m["nonfinite"]] or host_metrics
+                record = {"step": step,
+                          "loss": float(np.mean([m["loss"] for m in finite])),
+                          "accuracy": float(np.mean([m["accuracy"] for m in finite])),
+                          "lr": float(host_metrics[-1]["lr"]),
+                          "grad_norm": float(host_metrics[-1]["grad_norm"]),
+                          "param_norm": float(host_metrics[-1]["param_norm"]),
+                          "nonfinite_steps": nonfinite}
+                record.update(meter.update(max(elapsed - data_wait, 0.0) / n, data_wait / n, n))
+                record.update(memory_stats())
+                writer.write(record)
+                progress.update(step, record)
+                train_losses.append(record["loss"])
+                if nonfinite and config.train.nonfinite == "stop":
+                    raise FloatingPointError(
+                        f"step {step}: non-finite loss or gradients; the update was not applied "
+                        "(train.nonfinite=stop)")
+                pending, data_wait = [], 0.0
+                interval_start = time.perf_counter()
+
+            if step % config.train.eval_every == 0 or step == steps:
+                t = time.perf_counter()
+                last_eval = evaluate(state.params)
+                meter.mark_unproductive(time.perf_counter() - t, "eval")
+                writer.write({"step": step, **last_eval})
+                progress.message(f"step {step}: eval loss {last_eval['eval_loss']:.4f} "
+                                 f"(unigram baseline {baseline:.4f}, "
+                                 f"{100 * (1 - last_eval['eval_loss'] / baseline):.1f}% below)")
+                interval_start += time.perf_counter() - t  # eval time is not step time
+
+    # ---- 9. The end ---------------------------------------------------------------------
+    progress.close()
+    writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
+    writer.close()
+    return {"train_losses": train_losses, "eval": last_eval, "unigram_entropy": baseline,
+            "state": state, "spec": spec}
+
+
+if __name__ == "__main__":
+    from scaling.commands.train import main
+    sys.exit(main(sys.argv[1:]))

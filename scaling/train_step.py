@@ -1,0 +1,112 @@
+"""The pure training and evaluation steps.
+
+    train_step(state, batch) -> (state, metrics)
+
+Batches are dicts of [B, ...] arrays (see scaling.data): `targets` and `weights` give the
+loss; the model reads the rest. Gradient accumulation splits B into `micro_batches` slices
+and sums token-weighted losses and gradients with lax.scan, so the update equals the one of
+the whole batch (up to float summation order).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from scaling.train_state import TrainState
+
+
+def weighted_cross_entropy(logits, targets, weights):
+    """Sum of token losses, correct predictions and weights (float32).
+
+    Returns sums, not means, so micro-batches and hosts can be combined exactly.
+    """
+    logits = logits.astype(jnp.float32)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    return (jnp.sum(losses * weights), jnp.sum(correct * weights), jnp.sum(weights))
+
+
+def _model_inputs(batch):
+    return {k: v for k, v in batch.items() if k not in ("targets", "weights")}
+
+
+def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_batches: int = 1,
+                    nonfinite: str = "skip"):
+    """Build `train_step(state, batch) -> (state, metrics)`; jit it where it is used.
+
+    Args:
+      model: a Linen model mapping a batch dict to logits [B, T, V].
+      tx: the optax transformation (clipping + AdamW).
+      schedule: the learning-rate schedule, for logging.
+      micro_batches: gradient accumulation steps inside one update.
+      nonfinite: "skip" or "stop": either way a non-finite loss or gradient leaves the
+        state unchanged and reports `nonfinite=1`; the loop decides whether to stop.
+    """
+
+    def loss_fn(params, batch, rng):
+        logits = model.apply({"params": params}, _model_inputs(batch), train=True,
+                             rngs={"dropout": rng})
+        loss_sum, correct, weight = weighted_cross_entropy(logits, batch["targets"],
+                                                           batch["weights"])
+        return loss_sum, (correct, weight)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state: TrainState, batch):
+        rng = jax.random.fold_in(state.rng, state.step)
+        if micro_batches == 1:
+            (loss_sum, (correct, weight)), grads = grad_fn(state.params, batch, rng)
+        else:
+            split = jax.tree.map(
+                lambda x: x.reshape(micro_batches, x.shape[0] // micro_batches, *x.shape[1:]),
+                batch)
+
+            def accumulate(carry, xs):
+                i, micro = xs
+                (l, (c, w)), g = grad_fn(state.params, micro, jax.random.fold_in(rng, i))
+                return jax.tree.map(jnp.add, carry, (l, c, w, g)), None
+
+            zeros = (0.0, 0.0, 0.0, jax.tree.map(jnp.zeros_like, state.params))
+            (loss_sum, correct, weight, grads), _ = jax.lax.scan(
+                accumulate, zeros, (jnp.arange(micro_batches), split))
+        weight = jnp.maximum(weight, 1.0)
+        grads = jax.tree.map(lambda g: g / weight, grads)
+        loss = loss_sum / weight
+
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        # A non-finite step is not applied: parameters and optimizer state stay as they were.
+        keep = functools.partial(jnp.where, finite)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=jax.tree.map(keep, params, state.params),
+            opt_state=jax.tree.map(keep, opt_state, state.opt_state))
+        metrics = {
+            "loss": loss,
+            "accuracy": correct / weight,
+            "grad_norm": grad_norm,
+            "param_norm": optax.global_norm(new_state.params),
+            "lr": schedule(state.step),
+            "tokens": weight,
+            "nonfinite": (~finite).astype(jnp.int32),
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(model):
+    """`eval_step(params, batch) -> {loss_sum, correct, weight}` (sums, combine then divide)."""
+
+    def eval_step(params, batch):
+        logits = model.apply({"params": params}, _model_inputs(batch), train=False)
+        loss_sum, correct, weight = weighted_cross_entropy(logits, batch["targets"],
+                                                           batch["weights"])
+        return {"loss_sum": loss_sum, "correct": correct, "weight": weight}
+
+    return eval_step
