@@ -68,3 +68,20 @@ def test_real_cpu_probe_is_plausible():
     # Small matrices to stay fast; any real CPU does between 1 and 10,000 GFLOP/s.
     flops = hardware.measure_cpu_matmul_peak(n=256, trials=2, calls_per_trial=2)
     assert 1e9 < flops < 1e13
+
+
+def test_cpu_probe_refresh_keeps_the_larger(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
+    readings = iter([200e9, 120e9, 250e9])       # the second reading: a busy machine
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda: next(readings))
+    assert hardware.cached_cpu_matmul_peak()[0] == 200e9
+    assert hardware.cached_cpu_matmul_peak(refresh=True)[0] == 200e9
+    assert hardware.cached_cpu_matmul_peak(refresh=True)[0] == 250e9
+    assert hardware.cached_cpu_matmul_peak()[0] == 250e9
+
+
+def test_cpu_probe_survives_corrupt_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
+    (tmp_path / "cpu_peak.json").write_text("{not json")
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda: 150e9)
+    assert hardware.cached_cpu_matmul_peak()[0] == 150e9
