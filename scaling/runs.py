@@ -136,6 +136,7 @@ def read_run(path: str | Path) -> Run:
     lines = data.split(b"\n")
     complete_end = data.endswith(b"\n")
     bad_lines: list[int] = []
+    stepless = 0
     unknown_fields: set[str] = set()
     unknown_events: set[str] = set()
     truncated = False
@@ -166,6 +167,9 @@ def read_run(path: str | Path) -> Run:
             else:
                 unknown_events.add(str(kind))
             continue
+        if number(record.get("step")) is None:
+            stepless += 1
+            continue
         unknown_fields.update(k for k in record if k not in KNOWN_FIELDS
                               and not k.startswith(KNOWN_PREFIXES))
         if "eval_loss" in record or "eval_accuracy" in record:
@@ -180,6 +184,9 @@ def read_run(path: str | Path) -> Run:
         run.warnings.append(f"{metrics_path}: {len(bad_lines)} unparsable line(s) skipped "
                             f"(line {', '.join(map(str, bad_lines[:5]))}"
                             f"{', ...' if len(bad_lines) > 5 else ''})")
+    if stepless:
+        run.warnings.append(f"{metrics_path}: {stepless} record(s) without a numeric step "
+                            f"skipped")
     if unknown_fields:
         run.warnings.append(f"{metrics_path}: unknown field(s) ignored: "
                             f"{', '.join(sorted(unknown_fields))}")

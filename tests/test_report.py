@@ -145,3 +145,20 @@ def test_plot_nothing_readable_exits_2(tmp_path, capsys):
     out = tmp_path / "x.png"
     assert plot.main([str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_reader_wrong_types_never_raise(tmp_path):
+    run_dir = tmp_path / "odd"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("[1, 2")                      # unreadable config
+    (run_dir / "metrics.jsonl").write_text(
+        json.dumps({"event": "run_start", "params": "many", "model": 7}) + "\n"
+        + json.dumps({"step": "ten", "loss": 1.0}) + "\n"
+        + json.dumps({"step": 1, "loss": "low", "tokens_per_s": None, "mfu": True}) + "\n"
+        + "[1, 2, 3]\n")
+    run = runs.read_run(run_dir)
+    row = runs.summarize(run)
+    assert row["params"] is None and row["model"] is None and row["final_loss"] is None
+    assert row["step"] == 1 and row["median_mfu"] is None
+    assert len(run.warnings) == 3          # config, the step-less record, the non-object line
+    assert report.format_table([row])      # formats without raising
