@@ -11,6 +11,8 @@ Train record, one per log step (written by the training loop, the throughput fie
 
     step                     int    optimizer steps completed
     loss                     float  training loss of the last step (or mean over the interval)
+    accuracy                 float  training token accuracy (where the objective has one)
+    nonfinite_steps          int    steps in the interval whose update was skipped (NaN/inf)
     lr, grad_norm, param_norm float
     step_time_s              float  seconds per step, device work only (excludes data_wait_s)
     data_wait_s              float  seconds per step spent waiting for the input batch
@@ -162,9 +164,13 @@ class Throughput:
       hfu                   = hardware_flops_per_step / wall time / peak_flops_per_device,
                               where hardware_flops_per_step is XLA's cost analysis of the
                               compiled step, which for a partitioned program is per device
-      goodput               = sum of step_time_s / wall clock since this object was made
-                              (data waits, compile, checkpoints, evals all count against it;
-                              `mark_unproductive` records what the lost time was spent on)
+      goodput               = sum of step_time_s / wall time, where wall time is the larger
+                              of the clock since this object was made and the time accounted
+                              for (steps + data waits + `mark_unproductive` seconds), so a
+                              compile marked right after construction still counts against it.
+                              Data waits, compile, checkpoints and evals all lower goodput;
+                              `mark_unproductive(seconds, what)` also records what the lost time
+                              was spent on (`badput_<what>_s`).
 
     MFU (or HFU) above 1 is physically impossible, so it means the peak is wrong (too low:
     a wrong table entry, a CPU probe measured while the machine was busy) or the FLOP count is.
@@ -194,6 +200,7 @@ class Throughput:
         self.tokens_seen = int(start_step) * self.tokens_per_step
         self.flops_seen = float(self.tokens_seen) * self.flops_per_token
         self.productive_s = 0.0
+        self.data_wait_s = 0.0
         self.unproductive_s: dict[str, float] = {}
         self._clock = clock
         self._start = clock()
@@ -228,13 +235,15 @@ class Throughput:
         self.tokens_seen += num_steps * self.tokens_per_step
         self.flops_seen += num_steps * self.tokens_per_step * self.flops_per_token
         self.productive_s += num_steps * float(step_time_s)
+        self.data_wait_s += num_steps * float(data_wait_s)
 
         tokens_per_s = self.tokens_per_step / step_wall if step_wall > 0 else float("nan")
         model_flops_per_device = tokens_per_s * self.flops_per_token / self.num_devices
         hfu = None
         if self.hardware_flops_per_step and step_wall > 0:
             hfu = self._utilization(self.hardware_flops_per_step / step_wall, "HFU")
-        elapsed = self._clock() - self._start
+        accounted = self.productive_s + self.data_wait_s + sum(self.unproductive_s.values())
+        elapsed = max(self._clock() - self._start, accounted)
         record = {
             "step_time_s": float(step_time_s),
             "data_wait_s": float(data_wait_s),

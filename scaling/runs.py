@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 
 # Fields of train and eval records (see scaling.metrics); anything else gets one warning.
 KNOWN_FIELDS = {
-    "step", "time", "loss", "lr", "grad_norm", "param_norm", "step_time_s", "data_wait_s",
+    "step", "time", "loss", "accuracy", "nonfinite_steps", "lr", "grad_norm", "param_norm", "step_time_s", "data_wait_s",
     "tokens_per_s", "tokens_per_s_per_device", "model_tflops_per_device", "mfu", "hfu",
     "tokens_seen", "flops_seen", "goodput", "eval_loss", "eval_ppl", "eval_accuracy",
     "device_bytes_in_use", "device_peak_bytes", "device_bytes_limit", "host_peak_rss_bytes",

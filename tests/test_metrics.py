@@ -162,3 +162,12 @@ def test_progress_plain_lines():
     quiet = io.StringIO()
     Progress(10, enabled=False, stream=quiet).update(1, {"loss": 1.0})
     assert quiet.getvalue() == ""
+
+
+def test_goodput_counts_compile_marked_after_construction():
+    # The training loop builds the meter after compiling, then marks the 10 s compile.
+    now = [0.0]
+    thr = Throughput(1.0, 1, 1, 1.0, clock=lambda: now[0])
+    thr.mark_unproductive(10.0, "compile")
+    now[0] = 2.0                                      # two 1 s steps
+    assert thr.update(step_time_s=1.0, num_steps=2)["goodput"] == pytest.approx(2 / 12)
