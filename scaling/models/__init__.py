@@ -34,9 +34,14 @@ def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = No
         shapes.update(token_types=(batch_size, t), input_mask=(batch_size, t))
     if spec.family == "encoder_decoder":
         shapes.update(decoder_inputs=(batch_size, target_len or t))
+    if spec.family == "xlnet":
+        shapes.update(perm_ranks=(batch_size, t), token_types=(batch_size, t))
     if abstract:
         return {k: jax.ShapeDtypeStruct(v, jnp.int32) for k, v in shapes.items()}
-    return {k: jnp.zeros(v, jnp.int32) for k, v in shapes.items()}
+    batch = {k: jnp.zeros(v, jnp.int32) for k, v in shapes.items()}
+    if spec.family == "xlnet":  # ranks must be a permutation: the identity order
+        batch["perm_ranks"] = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (batch_size, t))
+    return batch
 
 
 def abstract_params(spec: ModelSpec, seq_len: int = 8):
