@@ -134,7 +134,12 @@ class ModelSpec:
             enc = self.num_layers * (attn + mlp)
             dec = self.decoder_layers * (2 * attn + mlp)
             return enc + dec + self.padded_vocab_size * d
-        layer = attn + mlp + (d * d if self.family == "xlnet" else 0)  # xlnet: r projection
+        layer = attn + mlp
+        if self.family == "xlnet":
+            # Weight uses per token, not distinct weights: the query stream reuses q, o and
+            # the MLP (2d² + 2df), and the r projection runs on 2T relative positions per
+            # T tokens (2d² per token): 8d² + 4df per layer in all.
+            layer += 2 * d * d + mlp + 2 * d * d
         head = d * d if self.mlm_head else 0
         return self.num_layers * layer + head + self.padded_vocab_size * d
 
@@ -163,7 +168,9 @@ class ModelSpec:
                                      + self.decoder_layers * (t * t + t * s))
             return float(dense + attn)
         t = seq_len
-        layers_t2 = self.num_layers * t * t * (2 if self.family == "xlnet" else 1)
+        # xlnet: per stream, content scores [T, T] + position scores [T, 2T] + values [T, T]
+        # are twice a standard layer's, and there are two streams: 4x.
+        layers_t2 = self.num_layers * t * t * (4 if self.family == "xlnet" else 1)
         return float(6 * n * t + attn_coeff * layers_t2 * d)
 
     def tokens_per_sequence(self, seq_len: int, target_len: int = 0) -> int:

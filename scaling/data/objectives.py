@@ -10,12 +10,13 @@ Batch keys per objective:
   mlm              inputs, targets, weights, token_types, input_mask          all [T]
   span_corruption  inputs [S], decoder_inputs [T], targets [T], weights [T]
   translation      inputs [S], decoder_inputs [T], targets [T], weights [T]
+  permutation_lm   inputs, targets, weights, perm_ranks, token_types          all [T]
 """
 from __future__ import annotations
 
 import numpy as np
 
-OBJECTIVES = ("causal_lm", "mlm", "span_corruption", "translation")
+OBJECTIVES = ("causal_lm", "mlm", "span_corruption", "translation", "permutation_lm")
 
 
 def _pad_to(ids: np.ndarray, length: int, pad_id: int) -> np.ndarray:
@@ -193,6 +194,60 @@ def translation(source: np.ndarray, target: np.ndarray, inputs_len: int, targets
     source = np.append(np.asarray(source, np.int32)[:inputs_len - 1], tok.eos_id)
     target = np.append(np.asarray(target, np.int32)[:targets_len - 1], tok.eos_id)
     return _encoder_decoder_example(source, target, inputs_len, targets_len, tok)
+
+
+# ----------------------------------------------------------------------------- permutation LM (XLNet)
+
+def permutation_lm(tokens: np.ndarray, seq_len: int, pad_id: int, perm_k: float,
+                   rng: np.random.Generator | None = None,
+                   order: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """XLNet permutation LM with partial prediction on one chunk of up to T tokens.
+
+    A factorization order z (a permutation of the T positions) is sampled uniformly over
+    the real tokens; padding positions come after every real one, so no real position
+    ever sees padding. Only the last ceil(n / K) real positions of the order are predicted
+    (n real tokens; K = `perm_k`, 6 in the XLNet paper): the rest serve as context only.
+
+    Args:
+      tokens: [<= T] ids (a packed chunk; the last chunk of a split may be short).
+      seq_len: T.
+      pad_id: the padding id.
+      perm_k: K >= 1; K = 1 predicts every position.
+      rng: the example's generator (draws the order when `order` is not given).
+      order: an explicit factorization order [T] (positions in generation order);
+        must be a permutation of 0..T-1.
+
+    Returns:
+      inputs [T] ids; targets [T] (= inputs: the query stream never sees its own token);
+      weights [T] float32, 1.0 on the predicted positions; perm_ranks [T] int32, the step
+      of each position in the order (ranks[z[s]] = s); token_types [T] zeros (one segment).
+
+    Raises:
+      ValueError: perm_k < 1 (names `data.perm_k`), or `order` is not a permutation.
+    """
+    if not perm_k >= 1:
+        raise ValueError(f"data.perm_k: must be >= 1 (K = 1 predicts every position), "
+                         f"got {perm_k!r}")
+    tokens = np.asarray(tokens, np.int32)[:seq_len]
+    num_real = len(tokens)
+    inputs = _pad_to(tokens, seq_len, pad_id)
+    if order is None:
+        if rng is None:
+            raise ValueError("permutation_lm: give either rng or an explicit order")
+        order = np.concatenate([rng.permutation(num_real), np.arange(num_real, seq_len)])
+    order = np.asarray(order)
+    if (order.shape != (seq_len,) or not np.issubdtype(order.dtype, np.integer)
+            or not np.array_equal(np.sort(order), np.arange(seq_len))):
+        raise ValueError(f"permutation_lm: the factorization order must be a permutation of "
+                         f"0..{seq_len - 1}; got {order.tolist()[:16]}"
+                         f"{' ...' if order.size > 16 else ''}")
+    ranks = np.empty((seq_len,), np.int32)
+    ranks[order] = np.arange(seq_len, dtype=np.int32)
+    num_predict = int(np.ceil(num_real / perm_k))  # ceil(n / K)
+    predicted = (ranks >= num_real - num_predict) & (ranks < num_real)
+    return {"inputs": inputs, "targets": inputs.copy(),
+            "weights": predicted.astype(np.float32), "perm_ranks": ranks,
+            "token_types": np.zeros((seq_len,), np.int32)}
 
 
 def empty_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

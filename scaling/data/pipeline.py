@@ -95,6 +95,10 @@ class ExampleMaker:
         self.dynamic_masking = data_cfg.dynamic_masking
         self.noise_density = data_cfg.noise_density
         self.mean_span_length = data_cfg.mean_span_length
+        self.perm_k = data_cfg.get("perm_k", 6)  # permutation_lm: predict the last 1/K
+        if self.objective == "permutation_lm" and not self.perm_k >= 1:
+            raise ValueError(f"data.perm_k: must be >= 1 (K = 1 predicts every position), "
+                             f"got {self.perm_k!r}")
         self.seed = seed
         self._empty = None
 
@@ -122,6 +126,10 @@ class ExampleMaker:
         if self.objective == "translation":
             source, target = chunk
             return objectives.translation(source, target, self.seq_len, self.target_len, self.tok)
+        if self.objective == "permutation_lm":
+            # A fresh factorization order every epoch, as XLNet samples one per step.
+            return objectives.permutation_lm(chunk, self.seq_len, self.tok.pad_id, self.perm_k,
+                                             self._rng(index, epoch, True))
         raise ValueError(f"data.objective: unknown objective {self.objective!r}")
 
 
@@ -161,6 +169,8 @@ def chunk_length(data_cfg, tokenizer) -> tuple[int, int]:
             seq_len, data_cfg.target_len or seq_len, data_cfg.noise_density,
             data_cfg.mean_span_length, len(tokenizer.sentinel_ids))
         return n, n
+    if data_cfg.objective == "permutation_lm":
+        return seq_len, seq_len  # targets are the inputs themselves: no shift, no specials
     raise ValueError(f"data.objective: no chunks for {data_cfg.objective!r}")
 
 
