@@ -80,7 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.log_every = 10
     c.train.eval_every = 50
     c.train.eval_steps = 4
-    c.train.nonfinite = "skip"          # skip | stop
+    c.train.nonfinite = "skip"          # non-finite loss/grads: skip the update (counted in
+                                        # nonfinite_steps) | stop with an error naming the step
+    c.train.poison_step = 0             # TESTING HOOK: NaN loss weights in the batch of this
+                                        # step, to exercise train.nonfinite (0 = off)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -98,10 +101,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     c.parallel.rules = "default"        # name of a logical->mesh rules table (scaling.sharding)
 
+    # Checkpoints (scaling/checkpoint.py): workdir/checkpoints/<step>; a run in a workdir that
+    # has checkpoints resumes from the latest one. A save also happens at the end and on
+    # SIGTERM/SIGINT.
     c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every = 0              # save every N steps (0 = only at the end)
-    c.checkpoint.keep = 2
-    c.checkpoint.keep_period = 0
+    c.checkpoint.every = 1000           # save every N steps (0 = only at the end / on a signal)
+    c.checkpoint.keep = 2               # keep the last K checkpoints ...
+    c.checkpoint.keep_period = 0        # ... plus every M-th step for good (0 = none)
+    c.checkpoint.async_save = True      # write in the background while training continues
+    c.checkpoint.init_from = ""         # fine-tuning: a run dir whose latest PARAMETERS start
+                                        # this run (fresh optimizer, data, step 0); used only
+                                        # while this workdir has no checkpoint of its own
 
     c.metrics = ml_collections.ConfigDict()
     c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU once

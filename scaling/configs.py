@@ -18,12 +18,18 @@ class ConfigError(ValueError):
     """A bad config or command-line flag; the message is one line naming the field."""
 
 
-def new_flags(config_default: str | None = None) -> flags.FlagValues:
-    """A FlagValues with `--config` (a config file with optional :variant and overrides)."""
+def new_flags(argv: list[str], prog: str = "scaling",
+              config_default: str | None = None) -> flags.FlagValues:
+    """A FlagValues with `--config` (a config file with optional :variant and overrides).
+
+    `argv` must be the arguments that will be parsed: config_flags finds the
+    `--config.a.b=v` overrides in it (by default it would read sys.argv, which is wrong when
+    a command is called as a function).
+    """
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", default=config_default, flag_values=fv,
                                     help_string="experiment config, e.g. experiments/gpt2.py:tiny",
-                                    lock_config=True)
+                                    lock_config=True, sys_argv=[prog, *argv])
     return fv
 
 

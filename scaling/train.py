@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling import checkpoint as ckpt_lib
 from scaling import data as data_lib
 from scaling import sharding
 from scaling.hardware import device_peak_flops
@@ -60,6 +61,7 @@ def validate(config) -> ModelSpec:
             raise ValueError(f"train.{field}: must be positive, got {t[field]}")
     if t.nonfinite not in ("skip", "stop"):
         raise ValueError(f"train.nonfinite: unknown {t.nonfinite!r}; allowed: 'skip', 'stop'")
+    ckpt_lib.validate_config(config)
     if config.parallel.engine not in ("jit", "pmap"):
         raise ValueError(f"parallel.engine: unknown {config.parallel.engine!r}; allowed: "
                          "'jit', 'pmap'")
@@ -85,8 +87,9 @@ def run(config, workdir: str) -> dict:
     """
     # ---- 1. Validate: config errors surface before anything is built ---------------------
     spec = validate(config)
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ValueError(f"--workdir: {workdir!r} is a file; give a directory")
+    # The workdir, and any checkpoint in it, against this config: a one-line CheckpointError
+    # (exit 2) before anything is written or deleted.
+    resume = ckpt_lib.preflight(config, workdir, spec)
     steps, batch_size = config.train.steps, config.train.batch_size
 
     # ---- 2. Workdir and the resolved config (process 0 writes) ---------------------------
@@ -142,6 +145,51 @@ def run(config, workdir: str) -> dict:
     flops_per_token = spec.flops_per_token(seq_len, target_len)
     tokens_per_step = batch_size * spec.tokens_per_sequence(seq_len, target_len)
 
+    # ---- 5b. Resume: the latest good checkpoint, straight into this mesh's shardings ------
+    # Order matters for an exact resume: the state (any mesh -> this one), then the data
+    # iterator's position, both before section 6 fetches the first batch. A damaged latest
+    # checkpoint is moved aside with a warning and the previous one used.
+    checkpoints = ckpt_lib.Checkpoints(workdir, config.checkpoint,
+                                       ckpt_lib.resolved_config(config, spec))
+    start_step = 0
+    if resume is not None:
+        target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                              state, state_sh)
+        if resume.params_only:   # fine-tuning: parameters only; fresh optimizer, data, step 0
+            restored, _, _ = checkpoints.restore(resume, target)
+            state = state.replace(params=restored.params)
+            _log(f"initialised parameters from {resume.directory}/{resume.steps[0]} "
+                 "(checkpoint.init_from)")
+        else:
+            state = None          # free the fresh state before the restored one is allocated
+            state, data_state, start_step = checkpoints.restore(resume, target)
+            train_iter.set_state(data_state)
+            ckpt_lib.trim_partial_line(os.path.join(workdir, "metrics.jsonl"))
+            _log(f"resuming from step {start_step} ({checkpoints.directory}/{start_step}); "
+                 "metrics.jsonl continues (records after that step are written again; "
+                 "readers keep the latest)")
+
+    def host_state(state):
+        """The state as the checkpoint stores it (one copy; pmap keeps one per device)."""
+        if config.parallel.engine == "pmap":
+            from scaling import pmap_engine
+            return pmap_engine.unreplicate(state)
+        return state
+
+    def check_finite(host_metrics, last_step: int) -> None:
+        """train.nonfinite=stop: raise naming the first skipped step, before any save."""
+        if config.train.nonfinite != "stop":
+            return
+        flags = [int(m["nonfinite"]) for m in host_metrics]
+        if any(flags):
+            bad = last_step - len(flags) + 1 + flags.index(1)
+            checkpoints.close()   # the last good checkpoint stays the latest, committed
+            latest = checkpoints.latest_step()
+            raise FloatingPointError(
+                f"step {bad}: non-finite loss or gradients; the update was not applied and the "
+                f"run stopped (train.nonfinite=stop); latest checkpoint: "
+                f"{'none' if latest is None else f'step {latest}'}")
+
     # ---- 6. Compile the step ahead of time (its time and XLA FLOPs are logged) ------------
     train_step = make_train_step(model, tx, schedule, config.train.micro_batches,
                                  config.train.nonfinite)
@@ -161,7 +209,8 @@ def run(config, workdir: str) -> dict:
     # ---- 7. Metrics sinks -------------------------------------------------------------------
     writer = MetricsWriter(workdir, tensorboard=config.metrics.tensorboard)
     peak, peak_source = device_peak_flops(override_tflops=config.metrics.device_peak_tflops)
-    meter = Throughput(flops_per_token, tokens_per_step, num_devices, peak, hw_flops)
+    meter = Throughput(flops_per_token, tokens_per_step, num_devices, peak, hw_flops,
+                       start_step=start_step)
     meter.mark_unproductive(compile_s, "compile")
     writer.write_event(
         "run_start", model=spec.name, family=spec.family, params=counts.backbone,
@@ -170,7 +219,7 @@ def run(config, workdir: str) -> dict:
         flops_convention="palm: 6N + 12*L*T*d (N = matmul params incl. the output projection)",
         num_devices=num_devices, peak_flops_per_device=peak, peak_source=peak_source,
         config_name=config.get("experiment", ""), seq_len=seq_len, batch_size=batch_size,
-        unigram_entropy=baseline, mesh=dict(mesh.shape))
+        unigram_entropy=baseline, mesh=dict(mesh.shape), resumed_from_step=start_step)
     writer.write_event("compile", compile_time_s=compile_s, hardware_flops_per_step=hw_flops)
     _log(f"{spec.name}: {counts.backbone:,} params, {flops_per_token / 1e6:.1f} MFLOP/token, "
          f"mesh {dict(mesh.shape)}, compiled in {compile_s:.1f}s; "
@@ -192,16 +241,21 @@ def run(config, workdir: str) -> dict:
     pending, data_wait, train_losses, last_eval = [], 0.0, [], {}
     interval_start = time.perf_counter()
     batch = first
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    data_state, stopped_at = None, None
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), ckpt_lib.StopRequest() as stop:
         for step in range(int(state.step) + 1, steps + 1):
+            if step == config.train.poison_step:  # testing hook: a NaN loss at this step
+                batch = dict(batch, weights=batch["weights"] * np.nan)
             state, metrics = compiled(state, batch)
             pending.append(metrics)
+            data_state = train_iter.get_state()  # the position of the NEXT batch to consume
+            stopping = stop.reached(step)  # SIGTERM/SIGINT (a host-side flag, no device sync)
             if step < steps:
                 t = time.perf_counter()
                 batch = to_global(next(train_iter))
                 data_wait += time.perf_counter() - t
 
-            if step % config.train.log_every == 0 or step == steps:
+            if step % config.train.log_every == 0 or step == steps or stopping:
                 host_metrics = jax.device_get(pending)  # waits for the steps to finish
                 elapsed = time.perf_counter() - interval_start
                 n = len(host_metrics)
@@ -219,10 +273,7 @@ def run(config, workdir: str) -> dict:
                 writer.write(record)
                 progress.update(step, record)
                 train_losses.append(record["loss"])
-                if nonfinite and config.train.nonfinite == "stop":
-                    raise FloatingPointError(
-                        f"step {step}: non-finite loss or gradients; the update was not applied "
-                        "(train.nonfinite=stop)")
+                check_finite(host_metrics, step)
                 pending, data_wait = [], 0.0
                 interval_start = time.perf_counter()
 
@@ -236,12 +287,35 @@ def run(config, workdir: str) -> dict:
                                  f"{100 * (1 - last_eval['eval_loss'] / baseline):.1f}% below)")
                 interval_start += time.perf_counter() - t  # eval time is not step time
 
-    # ---- 9. The end ---------------------------------------------------------------------
+            # Checkpoint every checkpoint.every steps; on SIGTERM/SIGINT save here and stop.
+            if stopping:
+                stopped_at = step
+                break
+            if checkpoints.due(step) and step < steps:
+                check_finite(jax.device_get(pending), step)
+                save_s = checkpoints.save(step, host_state(state), data_state)
+                meter.mark_unproductive(save_s, "checkpoint")
+                interval_start += save_s
+
+    # ---- 9. The end: a final checkpoint (waits until committed) -------------------------
+    final_step = int(jax.device_get(state.step))
+    if data_state is not None:  # the loop ran (a run resumed at its last step has nothing new)
+        check_finite(jax.device_get(pending), final_step)
+        t = time.perf_counter()
+        checkpoints.save(final_step, host_state(state), data_state)
+        checkpoints.wait()
+        meter.mark_unproductive(time.perf_counter() - t, "checkpoint")
+    checkpoints.close()
     progress.close()
-    writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
+    if stopped_at is not None:
+        _log(f"{stop.signal_name}: stopped at step {stopped_at}; checkpoint saved in "
+             f"{checkpoints.directory}/{stopped_at}")
+    else:
+        writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
     writer.close()
     return {"train_losses": train_losses, "eval": last_eval, "unigram_entropy": baseline,
-            "state": state, "spec": spec}
+            "state": state, "spec": spec, "start_step": start_step, "stopped_at": stopped_at,
+            "checkpoint_dir": checkpoints.directory}
 
 
 if __name__ == "__main__":

@@ -2,10 +2,14 @@
 
 Any config field can be overridden in the ml_collections way, e.g.
     --config.train.steps=200 --config.optim.lr=1e-3
-Bad input (config, data, mesh) exits with code 2 and a one-line message before compiling.
+Bad input (config, data, mesh, an incompatible checkpoint, an unwritable workdir) exits with
+code 2 and a one-line message before anything is written. A workdir with checkpoints resumes
+from the latest one. SIGTERM/SIGINT finish the step, save a checkpoint and exit 0; a run
+stopped by train.nonfinite=stop exits 1.
 """
 from __future__ import annotations
 
+import shlex
 import sys
 
 from absl import flags
@@ -14,7 +18,7 @@ from scaling.configs import ConfigError, new_flags, parse
 
 
 def main(argv: list[str]) -> int:
-    fv = new_flags()
+    fv = new_flags(argv, prog="scaling train")
     flags.DEFINE_string("workdir", None, "run directory (config, metrics, checkpoints)",
                         flag_values=fv)
     if any(a in ("-h", "--help", "-help") for a in argv):
@@ -32,5 +36,16 @@ def main(argv: list[str]) -> int:
     except ValueError as e:  # ConfigError is a ValueError
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    train.run(fv.config, fv.workdir)
+    from scaling.checkpoint import CheckpointError
+    try:
+        summary = train.run(fv.config, fv.workdir)
+    except CheckpointError as e:   # checked before anything is written: bad input
+        print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:  # train.nonfinite=stop
+        print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    if summary.get("stopped_at") is not None:
+        print(f"stopped at step {summary['stopped_at']}; resume with: scaling train "
+              + " ".join(shlex.quote(a) for a in argv), flush=True)
     return 0

@@ -25,7 +25,7 @@ class MlmHead(nn.Module):
     def __call__(self, x, embed: Embeddings):
         s = self.spec
         if s.mlm_head:
-            x = Dense(s.width, ("embed", "embed"), True, s.compute_dtype, name="transform")(x)
+            x = Dense(s.width, ("embed", "mlp"), True, s.compute_dtype, name="transform")(x)
             x = ACTIVATIONS[s.activation](x)
             x = LayerNorm(s.layer_norm_eps, name="ln")(x)
         logits = embed.tokens.attend(x)
@@ -56,7 +56,7 @@ class EncoderModel(nn.Module):
         if s.final_norm:
             x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
         if s.pooler:
-            pooled = jnp.tanh(Dense(s.width, ("embed", "embed"), True, s.compute_dtype,
+            pooled = jnp.tanh(Dense(s.width, ("embed", "mlp"), True, s.compute_dtype,
                                     name="pooler")(x[:, 0]))
             self.sow("intermediates", "pooled", pooled)
         return MlmHead(s, name="head")(x, embed)

@@ -125,9 +125,13 @@ class Embed(nn.Module):
 
 
 class Dense(nn.Module):
-    """A plain [D_in, D_out] projection (poolers, untied heads, MLM transform)."""
+    """A plain [D_in, D_out] projection (poolers, untied heads, MLM transform).
+
+    A D -> D projection names its output axis 'mlp' (an array may not repeat a logical
+    name), so tensor parallelism splits it like the MLP's hidden layer.
+    """
     features: int
-    axes: tuple = ("embed", "embed")
+    axes: tuple = ("embed", "mlp")
     use_bias: bool = True
     dtype: jnp.dtype = jnp.float32
 
