@@ -1,0 +1,442 @@
+"""Checkpoints and fault tolerance: every run resumable, exactly, on any mesh.
+
+Layout of a run directory (orbax-checkpoint's CheckpointManager owns `checkpoints/`):
+
+    workdir/
+      config.json                  the resolved config of the latest start (scaling.train)
+      metrics.jsonl                appended to by every (re)start
+      checkpoints/
+        <step>/                    one committed checkpoint; orbax writes it to a temporary
+                                   directory and renames it on commit, so a directory with a
+                                   plain integer name is complete
+          state/                   TrainState (params, opt_state, step, rng): OCDBT/zarr arrays,
+                                   every process writes its own shards
+          data/                    JSON: the train iterator's state = the NEXT batch to consume
+          config/                  JSON: the resolved config the checkpoint was trained with
+          _CHECKPOINT_METADATA
+      checkpoints.corrupt/<step>/  a latest checkpoint that failed to restore, moved aside
+
+What the pieces guarantee:
+  * Saves are asynchronous (the arrays are copied to host before `save` returns, so the next
+    step may donate them) and retention is orbax's: keep the last `checkpoint.keep` plus every
+    `checkpoint.keep_period`-th step. Old steps are deleted only after the new one committed.
+  * Restore goes straight into the target shardings (ShapeDtypeStructs carrying the current
+    mesh's NamedShardings), so a checkpoint saved on any mesh restores onto any other.
+  * A latest checkpoint that fails to restore (killed mid-write, truncated file) is moved
+    aside with a warning and the previous one is used.
+  * `preflight` runs before the run writes anything and turns an incompatible checkpoint into
+    a one-line `CheckpointError` (the command exits 2).
+  * `StopRequest` turns SIGTERM/SIGINT into a flag the loop checks after each step; on
+    multi-host jobs JAX's preemption sync point decides, so every host stops at one step.
+
+Multi-host: every process calls `save` / `restore` (orbax synchronises them and only the
+primary process writes JSON and metadata). The data item is process 0's iterator state:
+every host reads the same number of batches, so their positions agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+CORRUPT_DIR = "checkpoints.corrupt"
+
+# Model fields that change what the model computes but not its parameters' shapes: a run may
+# resume with them changed. Every other model field must match the checkpoint's.
+NON_SHAPE_MODEL_FIELDS = ("name", "dtype", "remat", "attention_impl", "dropout",
+                          "layer_norm_eps")
+
+
+class CheckpointError(ValueError):
+    """Bad input about checkpoints or the workdir: a one-line message, exit code 2."""
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+def _source_dir(path: str) -> str:
+    """`checkpoint.init_from` may name a run directory or its checkpoints/ directory."""
+    inner = os.path.join(path, CHECKPOINT_DIR)
+    return os.path.abspath(inner if os.path.isdir(inner) else path)
+
+
+def saved_steps(directory: str) -> list[int]:
+    """Committed checkpoint steps in `directory`, ascending (temporary dirs are not steps)."""
+    if not os.path.isdir(directory):
+        return []
+    return sorted(ocp.utils.checkpoint_steps(directory))
+
+
+def validate_config(config) -> None:
+    """One-line ValueErrors for the checkpoint fields (and train.poison_step)."""
+    c = config.checkpoint
+    for field, low in (("every", 0), ("keep", 1), ("keep_period", 0)):
+        if int(c[field]) < low:
+            raise ValueError(f"checkpoint.{field}: must be >= {low}, got {c[field]}")
+    if int(config.train.get("poison_step", 0)) < 0:
+        raise ValueError(f"train.poison_step: must be >= 0, got {config.train.poison_step}")
+
+
+def resolved_config(config, spec) -> dict:
+    """The config as JSON-safe dicts, with model.vocab_size resolved (stored in checkpoints)."""
+    import json
+    resolved = config.to_dict()
+    resolved["model"]["vocab_size"] = spec.vocab_size
+    return json.loads(json.dumps(resolved, default=str))
+
+
+# ----------------------------------------------------------------------------- preflight
+
+@dataclasses.dataclass
+class Resume:
+    """What the restore stage of `scaling.train.run` will do."""
+    directory: str          # the checkpoints directory to read
+    steps: list[int]        # candidate steps, newest first (restore falls back along these)
+    params_only: bool       # fine-tuning: parameters only, fresh optimizer, data and step 0
+
+
+def check_workdir(workdir: str) -> None:
+    """One-line CheckpointError when `workdir` is a file or cannot be written."""
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CheckpointError(f"--workdir: {workdir!r} is a file; give a directory")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path else f"cannot be created in {existing!r}"
+        raise CheckpointError(f"--workdir: {workdir!r} {what}")
+
+
+def _manager(directory: str, ckpt_cfg=None, *, read_only: bool = False
+             ) -> ocp.CheckpointManager:
+    if read_only:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                               enable_async_checkpointing=False)
+    else:
+        # When to save is the loop's decision (`Checkpoints.due`, the end, a signal), so
+        # every save is forced; retention and atomic commits are orbax's.
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=int(ckpt_cfg.keep),
+            keep_period=int(ckpt_cfg.keep_period) or None,
+            enable_async_checkpointing=bool(ckpt_cfg.async_save),
+            cleanup_tmp_directories=True,   # half-written saves of a killed run
+            create=True)
+    # Registered handlers let a fresh manager read metadata (shapes) before any restore.
+    # The read-only one reads `state` as a plain PyTree, which allows a partial restore
+    # (parameters only, for checkpoint.init_from).
+    state_handler = (ocp.PyTreeCheckpointHandler() if read_only
+                     else ocp.StandardCheckpointHandler())
+    return ocp.CheckpointManager(directory, options=options, item_handlers={
+        "state": state_handler, "data": ocp.JsonCheckpointHandler(),
+        "config": ocp.JsonCheckpointHandler()})
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+    """'blocks/layer_0/attn/w_q' -> shape, for arrays, ShapeDtypeStructs or orbax metadata."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                        for k in path)
+        out[name] = tuple(getattr(leaf, "shape", ()))
+    return out
+
+
+def _compare_params(saved: dict, current: dict, where: str) -> None:
+    for name in sorted(set(saved) | set(current)):
+        if name not in current:
+            raise CheckpointError(f"checkpoint: parameter {name} {saved[name]} in {where} has "
+                                  "no counterpart in the model of --config")
+        if name not in saved:
+            raise CheckpointError(f"checkpoint: parameter {name} {current[name]} of the model "
+                                  f"is missing from {where}")
+        if saved[name] != current[name]:
+            raise CheckpointError(f"checkpoint: parameter {name} has shape {saved[name]} in "
+                                  f"{where} but {current[name]} in the model of --config")
+
+
+def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
+    for key in sorted(set(saved_model) | set(current_model)):
+        if key in NON_SHAPE_MODEL_FIELDS:
+            continue
+        if saved_model.get(key) != current_model.get(key):
+            return (f"model.{key} is {saved_model.get(key)!r} in the checkpoint but "
+                    f"{current_model.get(key)!r} in --config")
+    return None
+
+
+def abstract_train_state(spec, config):
+    """The TrainState as ShapeDtypeStructs (no shardings), from the spec and optimizer."""
+    from scaling.models import abstract_params
+    from scaling.optim import make_optimizer
+    from scaling.train_state import TrainState
+
+    params = nn.unbox(abstract_params(spec, config.data.seq_len))
+    tx = make_optimizer(config.optim, config.train.steps)
+    return TrainState(step=jax.ShapeDtypeStruct((), np.int32), params=params,
+                      opt_state=jax.eval_shape(tx.init, params),
+                      rng=jax.eval_shape(lambda: jax.random.PRNGKey(0)))
+
+
+def preflight(config, workdir: str, spec) -> Resume | None:
+    """Check the workdir and any checkpoint against `config` before anything is written.
+
+    Args:
+      config: the run config; reads `checkpoint.init_from` and the model, optim, data fields.
+      workdir: the run directory.
+      spec: the run's ModelSpec (its vocab_size is the resolved one).
+
+    Returns:
+      None for a fresh start, else a Resume: the workdir's own checkpoints when it has any
+      (full state), otherwise `checkpoint.init_from`'s (parameters only).
+
+    Raises:
+      CheckpointError: one line naming the field or parameter that does not match.
+    """
+    check_workdir(workdir)
+    own = checkpoint_dir(workdir)
+    directory, params_only = own, False
+    if not saved_steps(own) and config.checkpoint.init_from:
+        directory, params_only = _source_dir(config.checkpoint.init_from), True
+        if not saved_steps(directory):
+            raise CheckpointError(f"checkpoint.init_from: no checkpoint in "
+                                  f"{config.checkpoint.init_from!r}")
+    steps = saved_steps(directory)[::-1]
+    if not steps:
+        return None
+
+    manager = _manager(directory, read_only=True)
+    current_model = dict(config.model.to_dict(), vocab_size=spec.vocab_size)
+    abstract = abstract_train_state(spec, config)
+    for step in steps:   # the newest readable one decides; restore falls back the same way
+        try:
+            saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+            saved_config = dict(saved["config"])
+            metadata = manager.item_metadata(step)["state"]
+            saved_params = _flat_shapes(metadata["params"])
+            saved_opt = sorted(_flat_shapes(metadata["opt_state"]).values())
+        except Exception as e:  # noqa: BLE001  (any unreadable file: try the previous step)
+            warnings.warn(f"checkpoint {directory}/{step} is unreadable "
+                          f"({type(e).__name__}); trying an older one")
+            continue
+        where = f"the checkpoint at step {step}"
+        if not params_only:
+            diff = _model_field_diff(saved_config.get("model", {}), current_model)
+            if diff:
+                raise CheckpointError(
+                    f"checkpoint: {diff}; resume with the checkpoint's model config, or "
+                    f"fine-tune from its parameters in a new --workdir with "
+                    f"--config.checkpoint.init_from={workdir}")
+        _compare_params(saved_params, _flat_shapes(abstract.params), where)
+        if not params_only and saved_opt != sorted(_flat_shapes(abstract.opt_state).values()):
+            raise CheckpointError(
+                f"checkpoint: the optimizer state of {where} does not match --config's "
+                "optimizer (optim.clip_norm or the optimizer changed?); fine-tune with "
+                f"--config.checkpoint.init_from={workdir} in a new --workdir instead")
+        if not params_only:
+            _warn_data_changes(saved_config, config)
+        manager.close()
+        return Resume(directory=directory, steps=[s for s in steps if s <= step],
+                      params_only=params_only)
+    manager.close()
+    raise CheckpointError(f"checkpoint: none of the checkpoints in {directory} is readable "
+                          f"(steps {', '.join(map(str, steps))})")
+
+
+def _warn_data_changes(saved_config: dict, config) -> None:
+    """Changing the batch or data order on resume is allowed but no longer exact."""
+    now = config.to_dict()
+    for section, key in (("train", "batch_size"), ("train", "seed"), ("data", "seq_len"),
+                         ("data", "dataset"), ("data", "corpus"), ("data", "shuffle")):
+        before = saved_config.get(section, {}).get(key)
+        if before is not None and before != now[section][key]:
+            warnings.warn(f"resuming with {section}.{key}={now[section][key]!r} (checkpoint: "
+                          f"{before!r}); the data order does not continue exactly")
+
+
+# ----------------------------------------------------------------------------- the manager
+
+class Checkpoints:
+    """The run's CheckpointManager plus the restore-with-fallback policy.
+
+    Args:
+      workdir: the run directory; checkpoints go to `workdir/checkpoints`.
+      ckpt_cfg: `config.checkpoint` (every, keep, keep_period, async_save).
+      config_dict: the resolved config, stored in every checkpoint.
+    """
+
+    def __init__(self, workdir: str, ckpt_cfg, config_dict: dict):
+        self.directory = checkpoint_dir(workdir)
+        self.corrupt_dir = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
+        self.manager = _manager(self.directory, ckpt_cfg)
+        self.config_dict = config_dict
+        self.every = int(ckpt_cfg.every)
+        self.save_seconds = 0.0     # blocking time of saves (async writes continue after)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def due(self, step: int) -> bool:
+        """A periodic save is due after `step` (checkpoint.every; a host-side modulo)."""
+        return self.every > 0 and step % self.every == 0
+
+    def save(self, step: int, state, data_state: dict) -> float:
+        """Start saving `state` and the data position at `step` (no-op if it exists).
+
+        Returns the seconds the caller was blocked (the device-to-host copy; with
+        checkpoint.async_save the write continues in the background). All processes call it.
+        """
+        if step in self.manager.all_steps():
+            return 0.0
+        t = time.perf_counter()
+        self.manager.save(step, force=True, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=ocp.args.JsonSave({"train": data_state, "step": int(step)}),
+            config=ocp.args.JsonSave(self.config_dict)))
+        seconds = time.perf_counter() - t
+        self.save_seconds += seconds
+        return seconds
+
+    def restore(self, resume: Resume, abstract_state) -> tuple[Any, dict | None, int]:
+        """Restore the newest readable checkpoint of `resume` into `abstract_state`'s shardings.
+
+        Args:
+          resume: from `preflight`.
+          abstract_state: the TrainState as ShapeDtypeStructs with the target NamedShardings.
+
+        Returns:
+          (state, train iterator state or None, step). For `params_only` the returned state
+          is `abstract_state` with only `params` filled in (the caller initialises the rest)
+          and the step is 0.
+        """
+        source = self.manager if resume.directory == self.directory else _manager(
+            resume.directory, read_only=True)
+        failed = []
+        for step in resume.steps:
+            try:
+                if resume.params_only:
+                    item = {"params": abstract_state.params}
+                    out = source.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.PyTreeRestore(
+                            item=item, partial_restore=True,
+                            restore_args=ocp.checkpoint_utils.construct_restore_args(item))))
+                    return abstract_state.replace(params=out["state"]["params"]), None, 0
+                out = source.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=ocp.args.JsonRestore()))
+            except Exception as e:  # noqa: BLE001  (a damaged step: fall back to the previous)
+                warnings.warn(f"checkpoint {resume.directory}/{step} failed to restore "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "falling back to the previous checkpoint")
+                failed.append(step)
+                continue
+            if failed and source is self.manager:
+                self._set_aside(failed)
+            return out["state"], dict(out["data"])["train"], step
+        raise RuntimeError(f"no checkpoint in {resume.directory} could be restored (steps "
+                           f"{', '.join(map(str, failed))}); move them away to start afresh")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Move damaged steps out of the manager's directory (kept for inspection).
+
+        They are newer than the restored step, so the resumed run would save over them.
+        """
+        if jax.process_index() == 0:
+            os.makedirs(self.corrupt_dir, exist_ok=True)
+            for step in steps:
+                target = os.path.join(self.corrupt_dir, f"{step}.{int(time.time())}")
+                shutil.move(os.path.join(self.directory, str(step)), target)
+                warnings.warn(f"moved the damaged checkpoint of step {step} to {target}")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("scaling.checkpoint.set_aside")
+        self.manager.reload()
+
+    def wait(self) -> None:
+        """Block until the last save is committed."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+# ----------------------------------------------------------------------------- signals
+
+class StopRequest:
+    """SIGTERM/SIGINT -> a flag the train loop reads after each step (no device sync).
+
+    Single process: handlers set the flag (a second SIGINT raises KeyboardInterrupt at
+    once). Multi-process: JAX's preemption sync manager (started by
+    jax.distributed.initialize) owns SIGTERM and `reached_preemption_sync_point(step)` is
+    true at the same step on every host, so all hosts save that step.
+
+    Use as a context manager around the loop; previous handlers are restored on exit.
+    """
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+        self._multihost = jax.process_count() > 1
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt     # a second Ctrl-C: stop now
+        self.signal_name = signal.Signals(signum).name
+        print(f"\n{self.signal_name} received: finishing this step and saving a checkpoint",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            sigs = (signal.SIGINT,) if self._multihost else (signal.SIGTERM, signal.SIGINT)
+            for s in sigs:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def reached(self, step: int) -> bool:
+        """True when the run should save and stop after `step`."""
+        if self._multihost:
+            from jax.experimental import multihost_utils
+            try:
+                if multihost_utils.reached_preemption_sync_point(step):
+                    self.signal_name = self.signal_name or "preemption"
+                    return True
+            except RuntimeError:    # no preemption service in this job
+                pass
+            return False            # a local SIGINT alone would desynchronise the hosts
+        return self.signal_name is not None
+
+
+# ----------------------------------------------------------------------------- metrics file
+
+def trim_partial_line(path: str) -> None:
+    """Cut an incomplete last line (a run killed mid-write) so appends stay valid JSONL."""
+    if jax.process_index() != 0 or not os.path.isfile(path):
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
