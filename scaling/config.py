@@ -99,7 +99,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel = ml_collections.ConfigDict()
     c.parallel.engine = "jit"           # jit (NamedSharding over a mesh) | pmap
     c.parallel.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    c.parallel.rules = "default"        # name of a logical->mesh rules table (scaling.sharding)
+    c.parallel.rules = "default"        # rules table name [+ overrides "vocab=none,embed=fsdp"]
+    # Multi-process runs (scaling.distributed): SLURM and Cloud TPU pods are detected; else
+    # give all three here or as SCALING_COORDINATOR / SCALING_NUM_PROCESSES /
+    # SCALING_PROCESS_ID. Defaults = one process.
+    c.parallel.coordinator_address = ""  # host:port of process 0's coordination service
+    c.parallel.num_processes = 0        # processes in the job (0 = from env / detected / 1)
+    c.parallel.process_id = -1          # this process (-1 = from env / detected)
+    c.parallel.init_timeout_s = 300     # give up joining the job after this many seconds
 
     # Checkpoints (scaling/checkpoint.py): workdir/checkpoints/<step>; a run in a workdir that
     # has checkpoints resumes from the latest one. A save also happens at the end and on

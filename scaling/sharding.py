@@ -6,19 +6,36 @@ The mesh has three axes:
     tensor  Megatron-style tensor parallelism (heads and MLP hidden split)
 Model code only names logical axes (scaling.nn.layers.LOGICAL_AXES); this file alone knows
 the mesh.
+
+Layouts (config.parallel.mesh; one size may be -1 = the rest of the devices):
+    data=8                   pure data parallel: parameters replicated, batch split 8 ways
+    fsdp=8                   ZeRO-3: every parameter and its AdamW moments split along `embed`
+    tensor=8                 Megatron: heads and MLP hidden (and vocab rows) split 8 ways
+    data=2,fsdp=2,tensor=2   all three at once
+
+A parameter dimension that a mapped mesh axis does not divide (GPT-2's 50,257-row vocabulary
+over tensor=2, say) is left unsplit along that axis rather than rejected: the layout still
+compiles and the rest of the array is still sharded. `param_shardings` reports each such
+fallback so run() and `scaling compile` can print it. Heads and MLP hidden must divide by
+`tensor` (check_divisibility), because an unsplit attention layer would silently undo tensor
+parallelism.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scaling.nn.layers import LOGICAL_AXES
+from scaling.train_state import TrainState
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the global batch is split over both data-parallel axes
@@ -42,15 +59,39 @@ RULES = {
 }
 
 
-def logical_rules(name: str = "default"):
-    """The named rules table, checked against the model's logical and the mesh's axes."""
+def parse_rules(text: str):
+    """`parallel.rules` -> a rules table: a table name, optionally followed by overrides.
+
+    Examples: "default"; "default,vocab=none" (replicate the vocabulary);
+    "embed=none,batch=data+fsdp" (overrides on top of the default table). `none` means
+    replicated; `a+b` maps one logical axis to two mesh axes.
+    """
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    name = "default"
+    if parts and "=" not in parts[0]:
+        name = parts.pop(0)
     if name not in RULES:
         raise ValueError(f"parallel.rules: unknown table {name!r}; allowed: "
                          + ", ".join(repr(r) for r in RULES))
-    rules = RULES[name]
+    table = dict(RULES[name])
+    for part in parts:
+        logical, sep, target = (s.strip() for s in part.partition("="))
+        if not sep or not logical:
+            raise ValueError(f"parallel.rules: {part!r} is not logical=mesh_axis")
+        axes = tuple(a.strip() for a in target.split("+") if a.strip())
+        if axes in ((), ("none",), ("None",)):
+            table[logical] = None
+        else:
+            table[logical] = axes[0] if len(axes) == 1 else axes
+    return tuple(table.items())
+
+
+def logical_rules(name: str = "default"):
+    """The rules table of `parallel.rules`, checked against the logical and the mesh axes."""
+    rules = parse_rules(name)
     for logical, mesh_axes in rules:
         if logical not in LOGICAL_AXES:
-            raise ValueError(f"parallel.rules: unknown logical axis {logical!r} in table "
+            raise ValueError(f"parallel.rules: unknown logical axis {logical!r} in "
                              f"{name!r}; logical axes: {', '.join(LOGICAL_AXES)}")
         for axis in (mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,)):
             if axis is not None and axis not in MESH_AXES:
@@ -102,10 +143,63 @@ def make_mesh(mesh_cfg, devices=None) -> jax.sharding.Mesh:
                              axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
 
 
+def fit_spec(spec: P, shape, mesh) -> tuple[P, list[str]]:
+    """Drop mesh axes a dimension cannot use: size-1 axes and axes that do not divide it.
+
+    Returns the fitted PartitionSpec (as long as `shape`) and a note per dropped axis that
+    mattered (size > 1), e.g. "dim 0 (50257) not divisible by tensor=2: replicated".
+    """
+    fitted, notes = [], []
+    entries = tuple(spec) + (None,) * (len(shape) - len(spec))
+    for dim, (size, entry) in enumerate(zip(shape, entries)):
+        axes = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
+        kept, product = [], 1
+        for axis in axes:
+            n = mesh.shape[axis]
+            if n == 1:
+                continue
+            if size % (product * n):
+                notes.append(f"dim {dim} ({size}) not divisible by {axis}={n}: replicated "
+                             "along it")
+                continue
+            kept.append(axis)
+            product *= n
+        fitted.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+    return P(*fitted), notes
+
+
+def param_specs(boxed_params, mesh, rules):
+    """PartitionSpecs of a tree of LogicallyPartitioned (boxed, possibly abstract) parameters.
+
+    Returns (specs, fallbacks): specs is a tree of PartitionSpec (one entry per dimension,
+    size-1 mesh axes removed, so pure data parallel gives P(None, ...) everywhere);
+    fallbacks maps "path/to/param" -> notes for dimensions left unsplit (see fit_spec).
+    """
+    logical = nn.get_partition_spec(boxed_params)
+    mesh_specs = nn.logical_to_mesh(logical, rules)
+    # Not nn.unbox: under a mesh it would apply sharding constraints to abstract values.
+    boxed = lambda x: isinstance(x, nn.meta.AxisMetadata)  # noqa: E731
+    shapes = jax.tree.map(lambda x: (x.unbox(apply_constraint=False) if boxed(x) else x).shape,
+                          boxed_params, is_leaf=boxed)
+    fallbacks = {}
+
+    def fit(path, spec, shape):
+        fitted, notes = fit_spec(spec, shape, mesh)
+        if notes:
+            fallbacks["/".join(str(getattr(k, "key", k)) for k in path)] = notes
+        return fitted
+
+    # Each spec leaf lines up with a shape tuple, which is passed whole.
+    specs = jax.tree_util.tree_map_with_path(fit, mesh_specs, shapes,
+                                             is_leaf=lambda x: isinstance(x, P))
+    return specs, fallbacks
+
+
 def param_shardings(boxed_params, mesh, rules):
     """NamedShardings for a tree of LogicallyPartitioned (boxed) parameters."""
-    specs = nn.get_partition_spec(boxed_params)
-    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+    specs, _ = param_specs(boxed_params, mesh, rules)
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
+                        is_leaf=lambda x: isinstance(x, P))
 
 
 def opt_state_shardings(tx, abstract_opt_state, params_sharding, mesh):
@@ -113,6 +207,57 @@ def opt_state_shardings(tx, abstract_opt_state, params_sharding, mesh):
     replicated = NamedSharding(mesh, P())
     return optax.tree_map_params(tx, lambda _, s: s, abstract_opt_state, params_sharding,
                                  transform_non_params=lambda _: replicated)
+
+
+@dataclasses.dataclass
+class StateLayout:
+    """Everything needed to create a sharded TrainState, or to compile against one.
+
+    init_fn(rng) -> TrainState builds the state; jit it with out_shardings=shardings to
+    create every parameter and optimizer moment directly on its devices (nothing is built
+    whole on one device first). `abstract` holds ShapeDtypeStructs carrying the shardings,
+    for ahead-of-time lowering without any parameter memory.
+    """
+    init_fn: Callable
+    abstract: Any            # TrainState of ShapeDtypeStruct(shape, dtype, sharding=...)
+    shardings: Any           # TrainState of NamedSharding
+    param_shardings: Any     # params tree of NamedSharding
+    fallbacks: dict          # "param/path" -> notes of dimensions left unsplit
+
+    def create(self, rng):
+        """The real state, created sharded (jit of init_fn with out_shardings)."""
+        return jax.jit(self.init_fn, out_shardings=self.shardings)(rng)
+
+
+def train_state_layout(model, tx, init_batch, rng, mesh, rules) -> StateLayout:
+    """Shapes and shardings of the TrainState of `model` + `tx`, by jax.eval_shape only.
+
+    Args:
+      model: the Linen model; its params carry logical axis names.
+      tx: the optax transformation (its state leaves shaped like params follow them).
+      init_batch: a batch (arrays or ShapeDtypeStructs) to initialise the model with.
+      rng: the PRNG key of the run (train.seed).
+      mesh, rules: from make_mesh and logical_rules.
+    """
+    def init_fn(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        params = nn.unbox(model.init(init_rng, init_batch)["params"])
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=tx.init(params), rng=state_rng)
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed = jax.eval_shape(lambda r: model.init(r, init_batch)["params"], rng)
+        specs, fallbacks = param_specs(boxed, mesh, rules)
+        params_sh = jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
+                                 is_leaf=lambda x: isinstance(x, P))
+        shapes = jax.eval_shape(init_fn, rng)
+    shardings = TrainState(
+        step=replicated(mesh), params=params_sh,
+        opt_state=opt_state_shardings(tx, shapes.opt_state, params_sh, mesh),
+        rng=replicated(mesh))
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            shapes, shardings)
+    return StateLayout(init_fn, abstract, shardings, params_sh, fallbacks)
 
 
 def replicated(mesh) -> NamedSharding:

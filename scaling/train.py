@@ -20,7 +20,7 @@ import numpy as np
 
 from scaling import checkpoint as ckpt_lib
 from scaling import data as data_lib
-from scaling import sharding
+from scaling import distributed, pmap_engine, sharding
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, memory_stats
 from scaling.models import build_model, example_batch, model_spec
@@ -28,7 +28,6 @@ from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
 from scaling.spec import ModelSpec
-from scaling.train_state import TrainState
 from scaling.train_step import make_eval_step, make_train_step
 
 # Which objectives each model family can train on.
@@ -87,6 +86,7 @@ def run(config, workdir: str) -> dict:
     """
     # ---- 1. Validate: config errors surface before anything is built ---------------------
     spec = validate(config)
+    distributed.initialize(config.parallel)  # joins a multi-process job; before any backend
     # The workdir, and any checkpoint in it, against this config: a one-line CheckpointError
     # (exit 2) before anything is written or deleted.
     resume = ckpt_lib.preflight(config, workdir, spec)
@@ -101,7 +101,9 @@ def run(config, workdir: str) -> dict:
             json.dump(resolved, f, indent=1, default=str)
 
     # ---- 3. Mesh and logical-axis rules -----------------------------------------------------
-    mesh = sharding.make_mesh(config.parallel.mesh)
+    engine = config.parallel.engine
+    # pmap is pure data parallelism: its state is created on an all-data mesh, then copied.
+    mesh = sharding.make_mesh({"data": -1} if engine == "pmap" else config.parallel.mesh)
     rules = sharding.logical_rules(config.parallel.rules)
     sharding.check_divisibility(spec, mesh, batch_size, config.train.micro_batches)
     num_devices = mesh.devices.size
@@ -126,21 +128,13 @@ def run(config, workdir: str) -> dict:
     init_batch = example_batch(spec, 1, seq_len, target_len or None)
     rng = jax.random.PRNGKey(config.train.seed)
 
-    def init_state(rng):
-        init_rng, state_rng = jax.random.split(rng)
-        params = nn.unbox(model.init(init_rng, init_batch)["params"])
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          opt_state=tx.init(params), rng=state_rng)
-
+    # Shapes and shardings by eval_shape; then every array is created on its own devices.
+    layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
+    state_sh, params_sh = layout.shardings, layout.param_shardings
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        boxed = jax.eval_shape(lambda r: model.init(r, init_batch)["params"], rng)
-        params_sh = sharding.param_shardings(boxed, mesh, rules)
-        abstract = jax.eval_shape(init_state, rng)
-        state_sh = TrainState(
-            step=sharding.replicated(mesh), params=params_sh,
-            opt_state=sharding.opt_state_shardings(tx, abstract.opt_state, params_sh, mesh),
-            rng=sharding.replicated(mesh))
-        state = jax.jit(init_state, out_shardings=state_sh)(rng)
+        state = layout.create(rng)
+    for path, notes in layout.fallbacks.items():
+        _log(f"sharding: {path}: {'; '.join(notes)}")
     counts = count_params(spec)
     flops_per_token = spec.flops_per_token(seq_len, target_len)
     tokens_per_step = batch_size * spec.tokens_per_sequence(seq_len, target_len)
@@ -195,12 +189,20 @@ def run(config, workdir: str) -> dict:
                                  config.train.nonfinite)
     eval_step = make_eval_step(model)
     t0 = time.perf_counter()
-    first = to_global(next(train_iter))
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
-                          out_shardings=(state_sh, None), donate_argnums=0)
-        compiled = step_fn.lower(state, first).compile()
-        eval_fn = jax.jit(eval_step, in_shardings=(params_sh, batch_sh))
+    if engine == "pmap":  # replicated copies per device, per-device batches, psum'd grads
+        state = pmap_engine.replicate(state)
+        to_global = pmap_engine.split_batch  # this host's rows -> [devices, rows/device, ...]
+        first = to_global(next(train_iter))
+        compiled = pmap_engine.make_step(model, tx, schedule, config.train.micro_batches,
+                                         config.train.nonfinite).lower(state, first).compile()
+        eval_fn = pmap_engine.make_eval(model)
+    else:
+        first = to_global(next(train_iter))
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
+                              out_shardings=(state_sh, None), donate_argnums=0)
+            compiled = step_fn.lower(state, first).compile()
+            eval_fn = jax.jit(eval_step, in_shardings=(params_sh, batch_sh))
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, list) else cost

@@ -34,7 +34,7 @@ def _model_inputs(batch):
 
 
 def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_batches: int = 1,
-                    nonfinite: str = "skip"):
+                    nonfinite: str = "skip", axis_name: str | None = None):
     """Build `train_step(state, batch) -> (state, metrics)`; jit it where it is used.
 
     Args:
@@ -44,6 +44,11 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
       micro_batches: gradient accumulation steps inside one update.
       nonfinite: "skip" or "stop": either way a non-finite loss or gradient leaves the
         state unchanged and reports `nonfinite=1`; the loop decides whether to stop.
+      axis_name: under jax.pmap, the mapped axis: token-weighted loss sums, weights and
+        gradient sums are summed over it before dividing (the token-weighted mean of
+        gradients, i.e. what lax.pmean of per-device means gives when devices hold equal
+        token counts, and exact when they do not), so every device applies the update of
+        the whole global batch.
     """
 
     def loss_fn(params, batch, rng):
@@ -57,6 +62,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
 
     def train_step(state: TrainState, batch):
         rng = jax.random.fold_in(state.rng, state.step)
+        if axis_name is not None:  # pmap: each device draws its own dropout masks
+            rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
         if micro_batches == 1:
             (loss_sum, (correct, weight)), grads = grad_fn(state.params, batch, rng)
         else:
@@ -72,6 +79,9 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
             zeros = (0.0, 0.0, 0.0, jax.tree.map(jnp.zeros_like, state.params))
             (loss_sum, correct, weight, grads), _ = jax.lax.scan(
                 accumulate, zeros, (jnp.arange(micro_batches), split))
+        if axis_name is not None:
+            loss_sum, correct, weight, grads = jax.lax.psum(
+                (loss_sum, correct, weight, grads), axis_name)
         weight = jnp.maximum(weight, 1.0)
         grads = jax.tree.map(lambda g: g / weight, grads)
         loss = loss_sum / weight
