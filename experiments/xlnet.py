@@ -19,6 +19,6 @@ TINY = dict(vocab_size=0, num_layers=2, width=128, num_heads=4, mlp_dim=512, max
 def get_config(variant: str = "tiny"):
     # K = 6 as in the XLNet paper (section 2.3, "partial prediction").
     config = make_config("xlnet", variant, FAMILY, TINY,
-                         data=dict(objective="permutation_lm", perm_k=6))
+                         data=dict(objective="permutation_lm", perm_k=6.0))
     config.optim.lr = 1e-3 if variant == "tiny" else 1e-4
     return config
