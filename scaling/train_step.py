@@ -88,7 +88,7 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         # A non-finite step is not applied: parameters and optimizer state stay as they were.
         keep = functools.partial(jnp.where, finite)
@@ -100,7 +100,7 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
             "loss": loss,
             "accuracy": correct / weight,
             "grad_norm": grad_norm,
-            "param_norm": optax.global_norm(new_state.params),
+            "param_norm": optax.tree.norm(new_state.params),
             "lr": schedule(state.step),
             "tokens": weight,
             "nonfinite": (~finite).astype(jnp.int32),

@@ -258,3 +258,29 @@ def test_empty_corpus_dir(tmp_path, config):
     config.data.corpus = str(tmp_path)
     with pytest.raises(ValueError, match="point it at a directory or glob of text files"):
         data.validate_data_config(config)
+
+
+def test_unprepared_named_dataset(config, tmp_path):
+    config.data.dataset = "tiny_shakespeare"
+    config.data.data_dir = str(tmp_path)
+    with pytest.raises(ValueError, match="^data.dataset: 'tiny_shakespeare' is not prepared"):
+        data.make_pipeline(config, "train")
+
+
+def test_sentencepiece_tokenizer_trained_once_and_reused(config):
+    pytest.importorskip("sentencepiece")
+    config.data.tokenizer = "sentencepiece"
+    config.data.sp_vocab_size = 512
+    tok = data.make_tokenizer(config.data)
+    assert (tok.pad_id, tok.eos_id, tok.bos_id, tok.sep_id, tok.mask_id) == (0, 1, 2, 3, 4)
+    assert tok.vocab_size <= 512 and len(tok.sentinel_ids) == 100
+    assert tok.sentinel_ids[-1] == tok.vocab_size - 1
+    text = "The quick brown fox ¿Qué tal? 🙂"  # the emoji is unseen: byte fallback
+    assert tok.decode(tok.encode(text)) == text
+    assert len(tok.encode(text)) < len(text.encode())  # merges pieces
+    mtime = os.path.getmtime(tok.model_path)
+    again = data.make_tokenizer(config.data)
+    assert again.model_path == tok.model_path and os.path.getmtime(tok.model_path) == mtime
+    batch = next(data.make_pipeline(config, "train"))
+    assert batch["inputs"].max() < tok.vocab_size
+    assert tok.decode(batch["inputs"][0])

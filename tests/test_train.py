@@ -10,7 +10,6 @@ import numpy as np
 import optax
 import pytest
 
-from scaling import train
 from scaling.commands import train as train_cmd
 from scaling.configs import load
 from scaling.models import build_model, model_spec
@@ -18,36 +17,7 @@ from scaling.optim import decay_mask, make_optimizer, make_schedule
 from scaling.train_state import TrainState
 from scaling.train_step import make_train_step
 
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    """One prepared builtin corpus per test worker."""
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-def tiny_config(family, data_dir, steps=3, **model):
-    config = load(f"experiments/{family}.py:tiny")
-    config.model.update(num_layers=2, width=32, num_heads=2, mlp_dim=64, **model)
-    if family == "transformer":
-        config.model.num_decoder_layers = 1
-        config.data.update(seq_len=32, target_len=16)
-    else:
-        config.data.seq_len = 32
-    config.data.data_dir = data_dir
-    config.train.update(steps=steps, batch_size=4, log_every=1, eval_every=steps, eval_steps=1)
-    config.metrics.update(tensorboard=False, device_peak_tflops=1.0)
-    config.parallel.mesh.data = 1  # one device: these tests are about training, not sharding
-    return config
-
-
-def run_on_one_device(config, workdir):
-    devices = jax.devices()[:1]
-    original = train.sharding.make_mesh
-    train.sharding.make_mesh = lambda cfg, d=None: original(cfg, devices)
-    try:
-        return train.run(config, str(workdir))
-    finally:
-        train.sharding.make_mesh = original
+from _util import run_on_one_device, tiny_config
 
 
 @pytest.mark.parametrize("family", ["gpt2", "megatron", "bert", "roberta", "transformer"])

@@ -274,8 +274,9 @@ def test_flop_accounting_counts_both_streams():
 def test_tiny_config_loss_falls(tmp_path):
     from scaling import train
 
-    config = load("experiments/xlnet.py:tiny")
-    config.data.seq_len = 64
+    config = load("experiments/xlnet.py:tiny")  # 2 layers, narrowed to keep the test short
+    config.model.update(width=64, num_heads=4, mlp_dim=256)
+    config.data.update(seq_len=32, perm_k=2.0)
     config.train.update(steps=30, batch_size=8, log_every=10, eval_every=30, eval_steps=1)
     config.metrics.update(tensorboard=False, device_peak_tflops=1.0)
     config.parallel.mesh.data = 1

@@ -1,0 +1,30 @@
+"""Shared helpers for tests that train tiny models through run()."""
+import jax
+
+from scaling import train
+from scaling.configs import load
+
+
+def tiny_config(family, data_dir, steps=3, **model):
+    config = load(f"experiments/{family}.py:tiny")
+    config.model.update({**dict(num_layers=2, width=32, num_heads=2, mlp_dim=64), **model})
+    if family == "transformer":
+        config.model.num_decoder_layers = 1
+        config.data.update(seq_len=32, target_len=16)
+    else:
+        config.data.seq_len = 32
+    config.data.data_dir = data_dir
+    config.train.update(steps=steps, batch_size=4, log_every=1, eval_every=steps, eval_steps=1)
+    config.metrics.update(tensorboard=False, device_peak_tflops=1.0)
+    config.parallel.mesh.data = 1  # one device: these tests are about training, not sharding
+    return config
+
+
+def run_on_one_device(config, workdir):
+    devices = jax.devices()[:1]
+    original = train.sharding.make_mesh
+    train.sharding.make_mesh = lambda cfg, d=None: original(cfg, devices)
+    try:
+        return train.run(config, str(workdir))
+    finally:
+        train.sharding.make_mesh = original
