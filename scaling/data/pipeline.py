@@ -243,5 +243,10 @@ def make_pipeline(config, split: str = "train", *, process_index: int = 0,
                              prefetch_buffer_size=data_cfg.get("prefetch_batches", 4))
     it_ds = ds.to_iter_dataset(read)
     if data_cfg.worker_count > 0:
+        # grain's worker processes read absl flags; a script not run by absl.app has not
+        # parsed them, which grain treats as an error. Defaults are what we want.
+        from absl import flags
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.worker_count))
     return iter(it_ds)

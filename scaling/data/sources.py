@@ -121,12 +121,27 @@ def open_split(data_cfg, split: str) -> TextSource:
     import tensorflow_datasets as tfds
 
     try:
-        records = tfds.data_source(data_cfg.dataset, split=split, data_dir=data_cfg.data_dir or None)
+        records = _named_source(data_cfg, split)
     except (ValueError, KeyError) as e:
         if split != "validation" or "split" not in str(e).lower():
             raise
-        records = tfds.data_source(data_cfg.dataset, split="test", data_dir=data_cfg.data_dir or None)
+        records = _named_source(data_cfg, "test")
     return TextSource(records, data_cfg.text_key, target_key)
+
+
+def _named_source(data_cfg, split: str):
+    """`tfds.data_source` without downloading; a clear error when it is not prepared."""
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.data_source(data_cfg.dataset, split=split, download=False,
+                                data_dir=data_cfg.data_dir or None)
+    except (NotImplementedError, AssertionError, FileNotFoundError) as e:
+        where = data_cfg.data_dir or "the TFDS default data dir"
+        raise ValueError(
+            f"data.dataset: {data_cfg.dataset!r} is not prepared as array_record in {where}; "
+            f"prepare it elsewhere (`tfds build {data_cfg.dataset} --file_format=array_record`) "
+            f"and set data.data_dir, or use dataset='builtin' ({type(e).__name__})") from e
 
 
 def iter_texts(data_cfg, split: str, limit: int | None = None) -> Iterator[str]:

@@ -119,7 +119,8 @@ def train_sentencepiece(texts: Sequence[str], model_prefix: str, vocab_size: int
                     yield line
     spm.SentencePieceTrainer.train(
         sentence_iterator=lines(), model_prefix=model_prefix, vocab_size=num_pieces,
-        model_type="unigram", character_coverage=1.0, byte_fallback=True,
+        model_type="unigram", byte_fallback=True,
+        character_coverage=0.9995,  # rare characters are spelled in bytes instead
         # pad/eos/bos at our fixed ids; SEP and MASK fill the next free ids, 3 and 4.
         pad_id=PAD_ID, eos_id=EOS_ID, bos_id=BOS_ID, unk_id=NUM_RESERVED,
         control_symbols=["<sep>", "<mask>"],
