@@ -1,0 +1,160 @@
+"""Train-step throughput: tokens/s, achieved TFLOP/s and MFU on whatever backend is present.
+
+    python benchmarks/throughput.py --bench cpu-small cpu-base
+    python benchmarks/throughput.py --config experiments/gpt2.py:small --batch 8 --dtype bfloat16
+
+Times the real jitted train step (forward, backward, AdamW; state donated) on random tokens
+after warm-up, one step at a time (each blocked until done), and reports the median and the
+min-max of N steps. Model FLOPs use 6N + 12·L·T·d (PaLM / nanoGPT). The peak is the
+accelerator's bf16 table entry (scaling.hardware), or on CPU a fp32 matmul probe measured in
+this same process just before the steps, so the ratio compares like with like.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling.configs import load
+from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
+from scaling.models import build_model, example_batch, model_spec
+from scaling.optim import make_optimizer, make_schedule
+from scaling.train_state import TrainState
+from scaling.train_step import make_train_step
+
+# Named benchmark configs (issue 9): decoder, byte vocabulary, fp32, no dropout.
+BENCHES = {
+    "cpu-small": dict(config="experiments/gpt2.py:tiny", num_layers=6, width=384, num_heads=6,
+                      mlp_dim=1536, seq_len=256, batch=8),
+    "cpu-base": dict(config="experiments/gpt2.py:tiny", num_layers=12, width=768, num_heads=12,
+                     mlp_dim=3072, seq_len=512, batch=4),
+    "gpt2-small": dict(config="experiments/gpt2.py:small", seq_len=1024, batch=8),
+    "gpt2-medium": dict(config="experiments/gpt2.py:medium", seq_len=1024, batch=8),
+    "gpt2-xl": dict(config="experiments/gpt2.py:xl", seq_len=1024, batch=4),
+}
+
+
+def bench_config(config_path: str, *, seq_len: int, batch: int, dtype: str,
+                 overrides: dict) -> "ml_collections.ConfigDict":  # noqa: F821
+    config = load(config_path)
+    model = {k: v for k, v in overrides.items() if k in config.model}
+    config.model.update(dropout=0.0, dtype=dtype, max_len=max(config.model.max_len, seq_len),
+                        **model)
+    config.data.seq_len = seq_len
+    config.train.batch_size = batch
+    return config
+
+
+def time_train_step(config, steps: int, warmup: int) -> dict:
+    """Median seconds per train step (and min, max) of a single-device jitted step."""
+    spec = model_spec(config)
+    model = build_model(spec)
+    tx = make_optimizer(config.optim, 1000)
+    step_fn = make_train_step(model, tx, make_schedule(config.optim, 1000))
+    batch_size, seq_len = config.train.batch_size, config.data.seq_len
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, spec.vocab_size, (batch_size, seq_len + 1))
+    batch = {"inputs": jnp.asarray(ids[:, :-1], jnp.int32),
+             "targets": jnp.asarray(ids[:, 1:], jnp.int32),
+             "weights": jnp.ones((batch_size, seq_len), jnp.float32)}
+
+    def init(key):
+        params = nn.unbox(model.init(key, example_batch(spec, 1, seq_len)))["params"]
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), key)
+
+    state = jax.jit(init)(jax.random.PRNGKey(0))
+    t0 = time.perf_counter()
+    compiled = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    for _ in range(warmup):
+        state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t)
+    return dict(spec=spec, compile_s=compile_s, median_s=statistics.median(times),
+                min_s=min(times), max_s=max(times), loss=float(metrics["loss"]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench", nargs="*", default=[], choices=sorted(BENCHES),
+                        help="named benchmark configs")
+    parser.add_argument("--config", help="an experiment config instead, e.g. "
+                        "experiments/gpt2.py:small")
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (median of these)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="model overrides, e.g. --set scan_layers=True remat=dots")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.bench and not args.config:
+        args.bench = ["cpu-small"]
+
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value.lower()) if value.lower() in ("true", "false") or \
+            value.replace(".", "", 1).isdigit() else value
+    jobs = [(name, dict(BENCHES[name])) for name in args.bench]
+    if args.config:
+        jobs.append((args.config, dict(config=args.config, seq_len=args.seq_len,
+                                       batch=args.batch)))
+
+    device = jax.devices()[0]
+    on_cpu = device.platform == "cpu"
+    rows = []
+    for name, job in jobs:
+        config = bench_config(job.pop("config"), seq_len=job.pop("seq_len"),
+                              batch=job.pop("batch"), dtype=args.dtype, overrides={**job, **extra})
+        timing = time_train_step(config, args.steps, args.warmup)
+        spec = timing["spec"]
+        if on_cpu:  # the probe right after the steps, in this process, on the same threads
+            peak, source = measure_cpu_matmul_peak(), "fp32 matmul probe, this process"
+        else:
+            peak, source = device_peak_flops(device)
+        tokens = config.train.batch_size * config.data.seq_len
+        flops = spec.train_flops_per_sequence(config.data.seq_len) * config.train.batch_size
+        rate = flops / timing["median_s"]
+        rows.append(dict(
+            bench=name, device=device.device_kind, dtype=args.dtype, layers=spec.num_layers,
+            width=spec.width, seq_len=config.data.seq_len, batch=config.train.batch_size,
+            compile_s=round(timing["compile_s"], 2),
+            tokens_per_s=tokens / timing["median_s"],
+            tokens_per_s_min=tokens / timing["max_s"], tokens_per_s_max=tokens / timing["min_s"],
+            model_gflops_per_s=rate / 1e9, peak_gflops_per_s=peak / 1e9, peak_source=source,
+            mfu=rate / peak if peak else None))
+
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"device: {device.device_kind} ({jax.device_count()} visible), jax {jax.__version__}, "
+          f"steps: median of {args.steps} after {args.warmup} warm-up")
+    header = (f"{'bench':<12} {'dtype':<8} {'L':>3} {'D':>5} {'T':>5} {'B':>3} "
+              f"{'tokens/s (min-max)':>24} {'model GFLOP/s':>13} {'peak GFLOP/s':>12} {'MFU':>6}")
+    print(header)
+    for r in rows:
+        span = f"{r['tokens_per_s']:,.0f} ({r['tokens_per_s_min']:,.0f}-{r['tokens_per_s_max']:,.0f})"
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        print(f"{r['bench']:<12} {r['dtype']:<8} {r['layers']:>3} {r['width']:>5} "
+              f"{r['seq_len']:>5} {r['batch']:>3} {span:>24} {r['model_gflops_per_s']:>13.1f} "
+              f"{r['peak_gflops_per_s']:>12.1f} {mfu:>6}")
+    print("model FLOPs: 6N + 12·L·T·d per token (PaLM / nanoGPT convention)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
