@@ -15,6 +15,9 @@ COMMANDS = {
     "sample": "generate text from a trained decoder",
     "report": "one row per run: params, loss, throughput, MFU, memory",
     "plot": "loss and throughput curves of runs",
+    "sweep": "train a family of model sizes for a token or FLOP budget",
+    "fit": "fit scaling laws L(N) and L(C) to finished runs",
+    "plan": "parameters, FLOPs, time and memory of a config on a cluster",
 }
 
 
