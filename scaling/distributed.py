@@ -107,15 +107,15 @@ def initialize(parallel) -> bool:
     timeout = int(parallel.get("init_timeout_s", 300))
     if timeout <= 0:
         raise ValueError(f"parallel.init_timeout_s: must be positive, got {timeout}")
+    if explicit is not None and explicit["process_id"] != 0:
+        # Fail with a clear message (rather than a gRPC deadline deep inside XLA) when the
+        # coordinator never comes up.
+        wait_for_coordinator(explicit["coordinator_address"], timeout)
     # CPU processes exchange collectives over gloo (no effect on GPU/TPU backends).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if explicit is None:
         jax.distributed.initialize(initialization_timeout=timeout)
         return True
-    if explicit["process_id"] != 0:
-        # Fail with a clear message (rather than a gRPC deadline deep inside XLA) when the
-        # coordinator never comes up.
-        wait_for_coordinator(explicit["coordinator_address"], timeout)
     try:
         jax.distributed.initialize(**explicit, initialization_timeout=timeout)
     except Exception as e:  # noqa: BLE001  (XlaRuntimeError and friends carry long messages)

@@ -1,0 +1,319 @@
+"""`scaling compile --config FILE:VARIANT --mesh data=8,tensor=8 [--device h100] [--json]`.
+
+Lowers and compiles the real train step (the one `scaling train` runs: same model, AdamW,
+shardings and donation) for a mesh of that many fake CPU devices, from abstract shapes only:
+no parameter or optimizer memory is allocated. Prints per device what XLA's memory analysis
+reports (arguments, outputs, temporaries, and the peak they add up to), the FLOPs XLA counts
+for one step beside the analytic estimate, and whether the peak fits the named accelerator.
+
+    scaling compile --config experiments/gpt2.py:xl --device a100-80
+    scaling compile --config experiments/megatron.py:8b3 --mesh data=8,tensor=8 --device h100 \\
+        --config.train.batch_size=512 --config.data.seq_len=1024
+
+Any `--config.a.b=v` override applies (batch, seq_len, dtype, remat, micro_batches, ...).
+Layers are scanned (model.scan_layers=True) so compile time stays flat in depth, unless the
+command line sets model.scan_layers itself. Numbers are for the XLA CPU compiler: an
+accelerator's compiler fuses and schedules differently, so treat the memory as an estimate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+MESH_AXES = ("data", "fsdp", "tensor")  # = scaling.sharding.MESH_AXES (kept jax-free here)
+_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\d+")
+_REEXEC_ENV = "SCALING_COMPILE_CHILD"
+
+
+def parse_mesh(text: str) -> dict[str, int]:
+    """'data=8,tensor=8' -> {'data': 8, 'fsdp': 1, 'tensor': 8} (unnamed axes are 1)."""
+    sizes = dict.fromkeys(MESH_AXES, 1)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        axis, sep, value = part.partition("=")
+        axis = axis.strip()
+        if not sep or axis not in MESH_AXES:
+            raise ValueError(f"--mesh: {part!r} is not one of {', '.join(MESH_AXES)}=SIZE")
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--mesh: {axis} must be a positive size, got {value.strip()!r}")
+        sizes[axis] = int(value)
+    return sizes
+
+
+def _mesh_from_config_args(rest: list[str]) -> dict[str, int] | None:
+    """Mesh sizes given as --config.parallel.mesh.AXIS=N (when --mesh is absent)."""
+    sizes, found = dict.fromkeys(MESH_AXES, 1), False
+    for arg in rest:
+        m = re.fullmatch(r"--config\.parallel\.mesh\.(\w+)=(-?\d+)", arg)
+        if m and m.group(1) in MESH_AXES:
+            sizes[m.group(1)], found = int(m.group(2)), True
+    return sizes if found else None
+
+
+def _ensure_devices(n: int, argv: list[str]) -> int | None:
+    """Make jax.devices() offer at least n CPU devices; returns an exit code if re-executed.
+
+    XLA reads the fake device count once, when the CPU backend starts: set it before that.
+    If this process already started a backend with too few devices (a caller imported and
+    used jax first), run the command again in a fresh interpreter.
+    """
+    if "jax" in sys.modules:
+        from jax._src import xla_bridge  # noqa: PLC0415
+        if xla_bridge.backends_are_initialized():
+            import jax  # noqa: PLC0415
+            if jax.default_backend() == "cpu" and len(jax.devices()) >= n:
+                return None
+            if os.environ.get(_REEXEC_ENV):
+                raise RuntimeError(f"--mesh: needs {n} devices; the backend has "
+                                   f"{len(jax.devices())}")
+            env = dict(os.environ, **{_REEXEC_ENV: "1"})
+            env["XLA_FLAGS"] = _with_count(env.get("XLA_FLAGS", ""), n)
+            env["JAX_PLATFORMS"] = "cpu"
+            return subprocess.call([sys.executable, "-m", "scaling.cli", "compile", *argv],
+                                   env=env)
+    os.environ["XLA_FLAGS"] = _with_count(os.environ.get("XLA_FLAGS", ""), n)
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    return None
+
+
+def _with_count(flags: str, n: int) -> str:
+    flags = _COUNT_FLAG.sub("", flags).strip()
+    return f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def abstract_batch(objective: str, batch: int, seq_len: int, target_len: int):
+    """ShapeDtypeStructs of one global batch as the data pipeline yields it."""
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    s, t = seq_len, target_len or seq_len
+    shapes = {
+        "causal_lm": {"inputs": s, "targets": s, "weights": s},
+        "mlm": {"inputs": s, "targets": s, "weights": s, "token_types": s, "input_mask": s},
+        "span_corruption": {"inputs": s, "decoder_inputs": t, "targets": t, "weights": t},
+        "translation": {"inputs": s, "decoder_inputs": t, "targets": t, "weights": t},
+        "permutation_lm": {"inputs": s, "targets": s, "weights": s, "perm_ranks": s,
+                           "token_types": s},
+    }[objective]
+    return {k: jax.ShapeDtypeStruct((batch, n), jnp.float32 if k == "weights" else jnp.int32)
+            for k, n in shapes.items()}
+
+
+def _lower_and_compile(config, mesh_sizes: dict[str, int]):
+    """(compiled step, StateLayout, spec, lower seconds, compile seconds) for config."""
+    import time  # noqa: PLC0415
+
+    import flax.linen as nn  # noqa: PLC0415
+    import jax  # noqa: PLC0415
+
+    from scaling import sharding  # noqa: PLC0415
+    from scaling import train as train_lib  # noqa: PLC0415
+    from scaling.models import build_model, example_batch  # noqa: PLC0415
+    from scaling.optim import make_optimizer, make_schedule  # noqa: PLC0415
+    from scaling.train_step import make_train_step  # noqa: PLC0415
+
+    spec = train_lib.validate(config)
+    n = math.prod(mesh_sizes.values())
+    mesh = sharding.make_mesh(mesh_sizes, devices=jax.devices()[:n])
+    rules = sharding.logical_rules(config.parallel.rules)
+    batch_size, micro = config.train.batch_size, config.train.micro_batches
+    sharding.check_divisibility(spec, mesh, batch_size, micro)  # one-line errors, no compile
+
+    seq_len, target_len = config.data.seq_len, config.data.target_len
+    model = build_model(spec)
+    tx = make_optimizer(config.optim, config.train.steps)
+    schedule = make_schedule(config.optim, config.train.steps)
+    init_batch = example_batch(spec, 1, seq_len, target_len or None, abstract=True)
+    rng = jax.ShapeDtypeStruct((2,), jax.numpy.uint32)  # a PRNGKey's shape: nothing allocated
+    t0 = time.perf_counter()
+    layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
+    batch_sh = sharding.batch_sharding(mesh)
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh) for k, v in
+             abstract_batch(config.data.objective, batch_size, seq_len, target_len).items()}
+    step = make_train_step(model, tx, schedule, micro, config.train.nonfinite)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        lowered = jax.jit(step, in_shardings=(layout.shardings, batch_sh),
+                          out_shardings=(layout.shardings, None),
+                          donate_argnums=0).lower(layout.abstract, batch)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    return compiled, layout, spec, t1 - t0, time.perf_counter() - t1
+
+
+def _xla_flops(compiled) -> float:
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", 0.0))
+
+
+def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None) -> dict:
+    """Lower and compile config's train step on a mesh of fake CPU devices; no parameters.
+
+    Returns a dict of the mesh, shapes, per-device memory (bytes), FLOPs and the fit verdict.
+
+    XLA's cost analysis counts the body of a loop once, so with scanned layers it sees one
+    layer. The per-layer FLOPs are then measured from one more compile, of the same model
+    with two unrolled layers (F2): per-layer = F2 - F_scan, total = F_scan + (L-1) x layer.
+    """
+    import jax  # noqa: PLC0415
+
+    from scaling.hardware import DEVICES  # noqa: PLC0415
+    from scaling.sizes import count_params  # noqa: PLC0415
+
+    target = None
+    if device:
+        if device.lower() not in DEVICES:
+            raise ValueError(f"--device: unknown {device!r}; known: {', '.join(DEVICES)}")
+        target = DEVICES[device.lower()]
+    compiled, layout, spec, lower_s, compile_s = _lower_and_compile(config, mesh_sizes)
+    n = math.prod(mesh_sizes.values())
+    batch_size, seq_len, target_len = (config.train.batch_size, config.data.seq_len,
+                                       config.data.target_len)
+
+    mem = compiled.memory_analysis()
+    arguments = int(mem.argument_size_in_bytes)
+    outputs = int(mem.output_size_in_bytes)
+    aliased = int(mem.alias_size_in_bytes)
+    temporaries = int(mem.temp_size_in_bytes)
+    # Donated state buffers are reused for the outputs (aliased), so they count once.
+    peak = arguments + outputs - aliased + temporaries
+
+    xla_flops, flops_method = _xla_flops(compiled), "one compile, layers unrolled"
+    layers = max(spec.num_layers, spec.decoder_layers if spec.family == "encoder_decoder"
+                 else 0)
+    if spec.scan_layers and layers > 1:
+        two = config.copy_and_resolve_references()
+        two.model.scan_layers = False
+        two.model.num_layers = 2
+        if spec.family == "encoder_decoder":
+            two.model.num_decoder_layers = 2
+        per_layer = _xla_flops(_lower_and_compile(two, mesh_sizes)[0]) - xla_flops
+        xla_flops += (layers - 1) * per_layer
+        flops_method = ("scanned compile + (layers - 1) x per-layer FLOPs of a 2-layer "
+                        "unrolled compile")
+    tokens = spec.tokens_per_sequence(seq_len, target_len)
+    analytic = spec.train_flops_per_sequence(seq_len, target_len) * batch_size / n
+    counts = count_params(spec)
+    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(layout.abstract))
+    report = {
+        "model": spec.name, "config": config.get("experiment", ""),
+        "params": counts.backbone, "mesh": mesh_sizes, "devices": n,
+        "batch_size": batch_size, "seq_len": seq_len, "tokens_per_step": batch_size * tokens,
+        "micro_batches": config.train.micro_batches, "dtype": spec.dtype, "remat": spec.remat,
+        "scan_layers": spec.scan_layers,
+        "train_state_bytes_total": int(state_bytes),
+        "memory_per_device": {"arguments": arguments, "outputs": outputs, "aliased": aliased,
+                              "temporaries": temporaries, "peak": peak,
+                              "generated_code": int(mem.generated_code_size_in_bytes)},
+        "flops_per_device": {"xla": xla_flops, "analytic": analytic,
+                             "xla_over_analytic": xla_flops / analytic if analytic else None,
+                             "xla_method": flops_method},
+        "flops_convention": "analytic = spec.train_flops_per_sequence (PaLM: 6N + 12*L*T*d "
+                            "per token) x batch / devices",
+        "sharding_fallbacks": layout.fallbacks,
+        "lower_s": round(lower_s, 2), "compile_s": round(compile_s, 2),
+    }
+    if target is not None:
+        report["device"] = {"name": target.name, "hbm_bytes": target.hbm_bytes,
+                            "fits": peak <= target.hbm_bytes,
+                            "fraction_used": peak / target.hbm_bytes}
+    return report
+
+
+def _gb(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_report(r: dict) -> str:
+    m, f = r["memory_per_device"], r["flops_per_device"]
+    mesh = " x ".join(f"{a}={s}" for a, s in r["mesh"].items() if s > 1) or "1 device"
+    lines = [
+        f"{r['model']} ({r['params']:,} params) on {r['devices']} device(s): {mesh}",
+        f"  batch {r['batch_size']} x {r['seq_len']} tokens, micro_batches {r['micro_batches']},"
+        f" dtype {r['dtype']}, remat {r['remat']}, scan_layers {r['scan_layers']}",
+        f"  lowered in {r['lower_s']:.1f}s, compiled in {r['compile_s']:.1f}s",
+        "  memory per device (XLA memory analysis):",
+        f"    arguments    {_gb(m['arguments']):>12}   (train state shard + batch shard)",
+        f"    outputs      {_gb(m['outputs']):>12}   ({_gb(m['aliased'])} aliased to donated "
+        "arguments)",
+        f"    temporaries  {_gb(m['temporaries']):>12}   (activations, gradients, workspace)",
+        f"    peak         {_gb(m['peak']):>12}   (arguments + outputs - aliased + temporaries)",
+        "  FLOPs per device per step:",
+        f"    XLA cost analysis   {f['xla']:.4g}",
+        f"    analytic (PaLM)     {f['analytic']:.4g}"
+        + (f"   (XLA / analytic = {f['xla_over_analytic']:.2f})"
+           if f["xla_over_analytic"] else ""),
+    ]
+    for path, notes in r["sharding_fallbacks"].items():
+        lines.append(f"  sharding fallback: {path}: {'; '.join(notes)}")
+    if "device" in r:
+        d = r["device"]
+        verdict = "fits" if d["fits"] else "does NOT fit"
+        lines.append(f"  {verdict} on {d['name']} ({_gb(d['hbm_bytes'])} HBM): "
+                     f"{100 * d['fraction_used']:.0f}% used at peak")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scaling compile", description=__doc__.splitlines()[0],
+        epilog="Remaining --config... arguments are config overrides.")
+    parser.add_argument("--mesh", default=None,
+                        help="target mesh, e.g. data=8,tensor=8 (axes: data, fsdp, tensor; "
+                             "default: the config's parallel.mesh with -1 read as 1)")
+    parser.add_argument("--device", default=None,
+                        help="accelerator to check the fit against: h100, h200, a100-40, "
+                             "a100-80, tpu-v4, tpu-v5e, tpu-v5p, tpu-v6e")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args, rest = parser.parse_known_args(argv)
+
+    def fail(message: str) -> int:
+        print(f"scaling compile: error: {message.splitlines()[0]}", file=sys.stderr)
+        return 2
+
+    try:
+        if args.mesh is not None:
+            mesh_sizes = parse_mesh(args.mesh)
+        else:
+            mesh_sizes = _mesh_from_config_args(rest) or dict.fromkeys(MESH_AXES, 1)
+            if any(s < 1 for s in mesh_sizes.values()):
+                raise ValueError("--mesh: give every axis size (-1 needs a device count), "
+                                 "e.g. --mesh data=8,tensor=8")
+    except ValueError as e:
+        return fail(str(e))
+    rc = _ensure_devices(math.prod(mesh_sizes.values()), argv)
+    if rc is not None:
+        return rc
+
+    from scaling.configs import ConfigError, new_flags, parse  # noqa: PLC0415
+    fv = new_flags(rest, prog="scaling compile")
+    try:
+        parse(fv, rest, prog="scaling compile")
+        config = fv.config
+        if config is None:
+            raise ConfigError("--config: required, e.g. --config experiments/gpt2.py:xl")
+        notes = []
+        if not any(a.startswith("--config.model.scan_layers") for a in rest):
+            config.model.scan_layers = True
+            notes.append("model.scan_layers=True (compile time flat in depth; "
+                         "--config.model.scan_layers=False to unroll)")
+        config.parallel.engine = "jit"
+        config.parallel.mesh.update(mesh_sizes)
+        report = compile_report(config, mesh_sizes, args.device)
+    except (ValueError, RuntimeError) as e:
+        return fail(str(e))
+    report["notes"] = notes
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for note in notes:
+            print(f"note: {note}")
+        print(format_report(report))
+    return 0
