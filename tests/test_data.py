@@ -284,3 +284,14 @@ def test_sentencepiece_tokenizer_trained_once_and_reused(config):
     batch = next(data.make_pipeline(config, "train"))
     assert batch["inputs"].max() < tok.vocab_size
     assert tok.decode(batch["inputs"][0])
+
+
+def test_large_splits_use_one_document_per_example(config):
+    config.data.pack_max_documents = 4  # the tiny train split (18 docs) counts as "large"
+    tok = data.make_tokenizer(config.data)
+    chunks = pipeline.make_chunks(config.data, "train", tok)
+    assert len(chunks) == 18
+    doc = sources.open_split(config.data, "train")[0]
+    np.testing.assert_array_equal(chunks[0], [*tok.encode(doc)[:16], tok.eos_id])
+    batch = next(data.make_pipeline(config, "train"))
+    np.testing.assert_array_equal(batch["targets"][:, :-1], batch["inputs"][:, 1:])
