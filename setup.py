@@ -22,6 +22,7 @@ setup(
         "tqdm>=4.66,<5",
         "matplotlib>=3.8,<4",
         "scipy>=1.13,<2",
+        "sentencepiece>=0.2.0,<0.3",  # optional tokenizer (data.tokenizer=sentencepiece)
     ],
     extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"]},
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
