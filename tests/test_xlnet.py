@@ -78,7 +78,8 @@ def test_rel_shift_picks_the_score_at_distance_i_minus_j():
         relative.rel_shift(jnp.zeros((1, 1, 4, 7)))
 
 
-def test_relative_attention_matches_naive_loop():
+@pytest.mark.parametrize("impl", ["xla", "jax"])
+def test_relative_attention_matches_naive_loop(impl):
     b, t, n, h, d = 2, 6, 2, 4, 8
     q, k, v = rand(0, b, t, n, h), rand(1, b, t, n, h), rand(2, b, t, n, h)
     w_r = rand(3, d, n, h) * 0.5
@@ -90,7 +91,7 @@ def test_relative_attention_matches_naive_loop():
     r = jnp.einsum("PD,DNH->PNH", relative.relative_sinusoid(t, d), w_r)
     for mask in (content, query):
         got = relative.relative_attention(q, k, v, r, r_w, r_r, mask, r_s, seg_embed,
-                                          jnp.asarray(segments))
+                                          jnp.asarray(segments), impl=impl)
         want = naive_relative_attention(q, k, v, w_r, r_w, r_r, r_s, seg_embed, segments,
                                         np.asarray(mask)[:, 0])
         np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
@@ -163,6 +164,15 @@ def test_perm_k_below_one_is_an_error_naming_the_field(k):
     config.data.perm_k = k
     with pytest.raises(ValueError, match=r"data\.perm_k"):
         ExampleMaker([], None, config.data, seed=0)
+
+
+def test_scaling_train_rejects_perm_k_below_one_with_exit_2(tmp_path, capsys):
+    from scaling.commands import train as train_cmd
+
+    rc = train_cmd.main(["--config", "experiments/xlnet.py:tiny", "--workdir", str(tmp_path),
+                         "--config.data.perm_k=0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "data.perm_k" in err[0], err
 
 
 # ----------------------------------------------------------------------------- the model

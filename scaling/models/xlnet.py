@@ -76,7 +76,8 @@ class TwoStreamAttention(nn.Module):
         def attend(x, mask):
             y = relative.relative_attention(
                 attn_lib.split_heads(x, w_q), k, v, r, biases["r_w_bias"], biases["r_r_bias"],
-                mask=mask, r_s_bias=biases["r_s_bias"], seg_embed=seg_embed, segments=segments)
+                mask=mask, r_s_bias=biases["r_s_bias"], seg_embed=seg_embed, segments=segments,
+                impl=s.attention_impl)
             return attn_lib.merge_heads(y, w_o.astype(dtype))
 
         return attend(h, content_mask), attend(g, query_mask)
