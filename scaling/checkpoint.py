@@ -373,6 +373,30 @@ class Checkpoints:
         self.manager.close()
 
 
+def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, dict, int]:
+    """Read a run's checkpoint (default: the latest) into `abstract_state`'s shardings.
+
+    For tools and tests; training resumes through `preflight` + `Checkpoints.restore`.
+
+    Returns:
+      (state, train iterator state, step).
+    """
+    directory = checkpoint_dir(workdir)
+    step = step if step is not None else max(saved_steps(directory), default=None)
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    manager = _manager(directory, read_only=True)
+    try:
+        out = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item=abstract_state,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
+            data=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    return out["state"], dict(out["data"])["train"], step
+
+
 # ----------------------------------------------------------------------------- signals
 
 class StopRequest:
