@@ -14,15 +14,7 @@ import sys
 import time
 from typing import TextIO
 
-
-def human_count(x: float | None, digits: int = 1) -> str:
-    """1234567 -> '1.2M' (k, M, B, T); None -> '-'."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.{digits}f}{unit}"
-    return f"{x:.0f}" if float(x).is_integer() else f"{x:.{digits}f}"
+from scaling.runs import human_count
 
 
 def human_duration(seconds: float | None) -> str:

@@ -266,6 +266,28 @@ def summarize(run: Run) -> dict:
     }
 
 
+def load_for_command(paths: list[str], prog: str) -> list[Run] | None:
+    """Read runs for a command: print each warning once to stderr; None if nothing readable.
+
+    Returns the readable runs, smallest model first; on None the caller exits 2 (the
+    one-line reason is already printed).
+    """
+    import sys  # noqa: PLC0415
+    try:
+        runs = read_runs(paths)
+    except Exception as e:    # the reader should not raise; never show a traceback anyway
+        print(f"{prog}: could not read runs: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    for run in runs:
+        for warning in run.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    readable = sorted((r for r in runs if has_data(r)), key=sort_key)
+    if not readable:
+        print(f"{prog}: no run could be read from {' '.join(map(str, paths))}", file=sys.stderr)
+        return None
+    return readable
+
+
 def has_data(run: Run) -> bool:
     return run.records_read > 0
 
@@ -278,8 +300,8 @@ def sort_key(run: Run):
 # ---------------------------------------------------------------- human units
 
 def human_count(x: float | None, digits: int = 1) -> str:
-    """124_439_808 -> '124.4M'; None -> '-'."""
-    if x is None:
+    """124_439_808 -> '124.4M'; None, NaN or inf -> '-'."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(x) >= scale:

@@ -78,18 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        runs = runs_lib.read_runs(args.runs)
-    except Exception as e:    # the reader should not raise; never show a traceback anyway
-        print(f"scaling report: could not read runs: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    for run in runs:
-        for warning in run.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-    readable = sorted((r for r in runs if runs_lib.has_data(r)), key=runs_lib.sort_key)
-    if not readable:
-        print(f"scaling report: no run could be read from {' '.join(args.runs)}",
-              file=sys.stderr)
+    readable = runs_lib.load_for_command(args.runs, "scaling report")
+    if readable is None:
         return 2
     rows = [runs_lib.summarize(r) for r in readable]
     if args.json:
