@@ -75,7 +75,10 @@ def _ensure_devices(n: int, argv: list[str]) -> int | None:
             env["JAX_PLATFORMS"] = "cpu"
             return subprocess.call([sys.executable, "-m", "scaling.cli", "compile", *argv],
                                    env=env)
-    os.environ["XLA_FLAGS"] = _with_count(os.environ.get("XLA_FLAGS", ""), n)
+    flags = os.environ.get("XLA_FLAGS", "")
+    counts = [int(c.rsplit("=", 1)[1]) for c in _COUNT_FLAG.findall(flags)]
+    if not counts or counts[-1] < n:  # keep a larger count someone set (the tests' 8)
+        os.environ["XLA_FLAGS"] = _with_count(flags, n)
     os.environ["JAX_PLATFORMS"] = "cpu"
     return None
 
@@ -155,9 +158,9 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
 
     Returns a dict of the mesh, shapes, per-device memory (bytes), FLOPs and the fit verdict.
 
-    XLA's cost analysis counts the body of a loop once, so with scanned layers it sees one
-    layer. The per-layer FLOPs are then measured from one more compile, of the same model
-    with two unrolled layers (F2): per-layer = F2 - F_scan, total = F_scan + (L-1) x layer.
+    Memory comes from the compile of the real (scanned) step. FLOPs of a scanned step are
+    not counted per layer by XLA's cost analysis, so they come from two more, small compiles
+    of the same model unrolled to 1 and 2 layers (see below).
     """
     import jax  # noqa: PLC0415
 
@@ -186,15 +189,19 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     layers = max(spec.num_layers, spec.decoder_layers if spec.family == "encoder_decoder"
                  else 0)
     if spec.scan_layers and layers > 1:
-        two = config.copy_and_resolve_references()
-        two.model.scan_layers = False
-        two.model.num_layers = 2
-        if spec.family == "encoder_decoder":
-            two.model.num_decoder_layers = 2
-        per_layer = _xla_flops(_lower_and_compile(two, mesh_sizes)[0]) - xla_flops
-        xla_flops += (layers - 1) * per_layer
-        flops_method = ("scanned compile + (layers - 1) x per-layer FLOPs of a 2-layer "
-                        "unrolled compile")
+        # XLA's cost analysis does not count a scanned loop's body once per layer, so count
+        # unrolled 1- and 2-layer copies of the model: per layer = F2 - F1, total = F1 +
+        # (L - 1) x per layer (exact for identical layers; enc-dec: both stacks together).
+        flops = []
+        for depth in (1, 2):
+            variant = config.copy_and_resolve_references()
+            variant.model.scan_layers = False
+            variant.model.num_layers = depth
+            if spec.family == "encoder_decoder":
+                variant.model.num_decoder_layers = depth
+            flops.append(_xla_flops(_lower_and_compile(variant, mesh_sizes)[0]))
+        xla_flops = flops[0] + (layers - 1) * (flops[1] - flops[0])
+        flops_method = "F1 + (layers - 1) x (F2 - F1) from unrolled 1- and 2-layer compiles"
     tokens = spec.tokens_per_sequence(seq_len, target_len)
     analytic = spec.train_flops_per_sequence(seq_len, target_len) * batch_size / n
     counts = count_params(spec)
