@@ -211,6 +211,9 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(reference, data_dir, t
         f.truncate(os.path.getsize(largest) // 2)
     with open(workdir / "metrics.jsonl", "a") as f:
         f.write('{"step": 21, "loss": 1.')   # and a half-written metrics line
+    # A save killed before its commit leaves orbax's temporary directory: never a step.
+    half_written = workdir / "checkpoints" / "25.orbax-checkpoint-tmp-1700000000"
+    shutil.copytree(workdir / "checkpoints" / "18", half_written)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -222,6 +225,7 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(reference, data_dir, t
     # The damaged step was set aside, and the new step 20 replaced it.
     assert os.listdir(workdir / ckpt_lib.CORRUPT_DIR)[0].startswith("20.")
     assert ckpt_lib.saved_steps(str(workdir / "checkpoints")) == [18, 20]
+    assert not half_written.exists()      # cleaned up by the manager
     # metrics.jsonl is still one JSON object per line, and a reader sees each step once.
     lines = (workdir / "metrics.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
