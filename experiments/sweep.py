@@ -1,0 +1,86 @@
+"""A model-size sweep of GPT-2-shaped decoders on the built-in corpus, for scaling-law fits.
+
+    scaling sweep --config experiments/sweep.py:tiny --workdir runs/sweep
+    scaling fit runs/sweep
+    scaling train --config experiments/sweep.py:tiny.3 --workdir runs/sweep/<name>  # one member
+
+Variants: `tiny` is the whole sweep (what `scaling sweep` takes); `tiny.K` is its K-th member
+(0-based) as an ordinary single-run train config, which is what `scaling sweep --emit` prints.
+
+Shapes. The size table's GPT-2 rows have width/layers = 64 (small, 768/12), 43 (medium,
+1024/24), 36 (large, 1280/36) and 33 (xl, 1600/48): wider-than-deep by 33-64x, the ratio
+falling slowly with size (Kaplan et al. 2020 find loss flat over aspect ratios ~20-200). The
+members below keep width/layers in that same 32-48 band, with GPT-2's mlp_dim = 4·width, and
+head width 16 instead of 64 so that even the smallest has several heads. Non-embedding
+parameters N (Kaplan's N: blocks only; counted by `scaling.sizes.count_params`) span 56x:
+
+    name        layers  width  heads  width/layers  N (non-embedding)
+    L1-d48          1     48      3        48           28,224
+    L2-d64          2     64      4        32           99,840
+    L2-d96          2     96      6        48          223,104
+    L3-d128         3    128      8        43          594,432
+    L4-d160         4    160     10        40        1,234,560
+
+Budget. `sweep.budget='tokens'` trains every member on `sweep.tokens` tokens (same data, so
+L(N) at fixed D); `sweep.budget='flops'` gives every member the same compute C = 6·N·D, so
+D = sweep.flops / (6·N) and small models see more tokens (an iso-FLOP sweep). Either way
+train.steps = D / (batch_size · seq_len), rounded up, and each run is evaluated
+`sweep.evals` times (so every run has a loss-vs-compute curve for the L(C) envelope) and
+checkpointed at each evaluation (so an interrupted sweep resumes where it stopped).
+
+Timing (2 CPU cores): `tiny` is sized to finish in about 20 minutes on an idle machine (see
+README); the largest member dominates.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.gpt2 import FAMILY
+from scaling.config import base_config
+
+# (layers, width, heads) of each member, smallest first; see the table above.
+SIZES = {
+    "tiny": ((1, 48, 3), (2, 64, 4), (2, 96, 6), (3, 128, 8), (4, 160, 10)),
+}
+
+
+def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
+    """The sweep: shared run fields plus a `sweep` section listing the member shapes."""
+    if variant not in SIZES:
+        raise ValueError(f"experiments/sweep.py: unknown sweep {variant!r}; choose one of: "
+                         f"{', '.join(SIZES)} (or {variant}.K for its K-th member)")
+    c = base_config()
+    c.model.update(FAMILY)
+    c.model.update(vocab_size=0, max_len=128)          # byte vocabulary of the built-in corpus
+    c.data.update(objective="causal_lm", seq_len=128)
+    c.train.update(batch_size=16, log_every=20, eval_steps=4)
+    c.optim.update(lr=2e-3, warmup_steps=20, decay="cosine")
+    c.metrics.tensorboard = False
+    c.checkpoint.keep = 1
+
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep.name = variant
+    # "L,D,H" per member; a string so that --config.sweep.sizes="1,32,2;2,64,4" overrides it.
+    c.sweep.sizes = ";".join(",".join(map(str, s)) for s in SIZES[variant])
+    c.sweep.mlp_ratio = 4          # mlp_dim = mlp_ratio * width (GPT-2)
+    c.sweep.budget = "tokens"      # tokens: same D for every member | flops: same C = 6·N·D
+    c.sweep.tokens = 600_000       # budget='tokens': tokens per member
+    c.sweep.flops = 2.0e12         # budget='flops': C per member (6·N·D, N non-embedding)
+    c.sweep.evals = 6              # evaluations per member (the last at the final step)
+    c.sweep.min_steps = 10         # never fewer optimizer steps than this
+    c.experiment = f"sweep:{variant}"
+    return c
+
+
+def get_config(variant: str = "tiny"):
+    """`tiny` -> the sweep config; `tiny.K` -> its K-th member as a single-run config."""
+    name, dot, index = variant.partition(".")
+    if not dot:
+        return sweep_config(name)
+    from scaling import sweep  # noqa: PLC0415  (imports JAX to count parameters)
+
+    members = sweep.members(sweep_config(name))
+    if not index.isdigit() or int(index) >= len(members):
+        raise ValueError(f"experiments/sweep.py: no member {index!r} in sweep {name!r}; "
+                         f"members are 0..{len(members) - 1}")
+    return members[int(index)].config
