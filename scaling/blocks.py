@@ -37,7 +37,7 @@ class EncoderBlock(nn.Module):
     def __call__(self, x, mask=None):
         s = self.spec
         attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
-                                  s.attention_impl, name="attn")
+                                  s.attention_impl, s.attention_block, name="attn")
         mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, name="mlp")
         x = _residual(s, x, lambda h: attn(h, mask=mask),
                       LayerNorm(s.layer_norm_eps, name="ln_attn"), self.deterministic)
@@ -57,7 +57,7 @@ class DecoderBlock(nn.Module):
         s = self.spec
         ln = lambda name: LayerNorm(s.layer_norm_eps, name=name)  # noqa: E731
         self_attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
-                                       s.attention_impl, name="attn")
+                                       s.attention_impl, s.attention_block, name="attn")
         cross_attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
                                         s.attention_impl, name="cross_attn")
         mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, name="mlp")

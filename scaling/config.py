@@ -40,7 +40,10 @@ def model_config() -> ml_collections.ConfigDict:
     m.dtype = "float32"         # compute dtype: float32 | bfloat16 (params stay float32)
     m.scan_layers = False       # lax.scan over identical layers (flat compile time in depth)
     m.remat = "none"            # none | dots | full
-    m.attention_impl = "xla"    # xla (einsum reference) | jax (jax.nn.dot_product_attention)
+    m.attention_impl = "xla"    # xla (einsum reference) | jax (jax.nn.dot_product_attention,
+                                #   cuDNN flash attention on GPU) | blocked (causal: skips
+                                #   fully masked key blocks; see scaling.nn.attention)
+    m.attention_block = 128     # block length of attention_impl=blocked
     return m
 
 

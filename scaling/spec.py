@@ -15,7 +15,7 @@ POSITIONS = ("learned", "sinusoidal", "relative")
 ACTIVATIONS = ("gelu", "relu")
 REMAT = ("none", "dots", "full")
 DTYPES = ("float32", "bfloat16")
-ATTENTION_IMPLS = ("xla", "jax")
+ATTENTION_IMPLS = ("xla", "jax", "blocked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,7 @@ class ModelSpec:
     scan_layers: bool = False
     remat: str = "none"
     attention_impl: str = "xla"
+    attention_block: int = 128
     # XLNet only (ignored elsewhere).
     untie_relative_bias: bool = True
 
@@ -68,7 +69,7 @@ class ModelSpec:
         choice("dtype", DTYPES)
         choice("attention_impl", ATTENTION_IMPLS)
         for field in ("vocab_size", "vocab_pad_multiple", "num_layers", "width", "num_heads",
-                      "mlp_dim", "max_len"):
+                      "mlp_dim", "max_len", "attention_block"):
             if int(getattr(self, field)) <= 0:
                 raise ValueError(f"model.{field}: must be a positive integer, "
                                  f"got {getattr(self, field)!r}")

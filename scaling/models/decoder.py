@@ -6,7 +6,7 @@ import flax.linen as nn
 from scaling.blocks import BlockStack, EncoderBlock
 from scaling.models.embeddings import Embeddings, mask_padded_vocab
 from scaling.spec import ModelSpec
-from scaling.nn.attention import causal_mask
+from scaling.nn.attention import CAUSAL
 from scaling.nn.layers import Dense, LayerNorm
 
 
@@ -23,8 +23,7 @@ class DecoderLM(nn.Module):
         ids = batch["inputs"]
         embed = Embeddings(s, name="embed")
         x = embed(ids, deterministic=not train)
-        mask = causal_mask(ids.shape[1])
-        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(x, mask)
+        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(x, CAUSAL)
         if s.final_norm:
             x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
         if s.tie_embeddings:

@@ -83,6 +83,7 @@ class MultiHeadAttention(nn.Module):
     use_bias: bool = True
     dtype: jnp.dtype = jnp.float32
     impl: str = "xla"
+    block: int = 128
 
     @nn.compact
     def __call__(self, x, kv=None, mask=None, bias=None):
@@ -99,7 +100,7 @@ class MultiHeadAttention(nn.Module):
         q = attn_lib.split_heads(x, *proj("q"))
         k = attn_lib.split_heads(kv, *proj("k"))
         v = attn_lib.split_heads(kv, *proj("v"))
-        y = attn_lib.attention(q, k, v, mask=mask, bias=bias, impl=self.impl)
+        y = attn_lib.attention(q, k, v, mask=mask, bias=bias, impl=self.impl, block=self.block)
         w_o = _param(self, "w_o", dense_init, (n, h, d), ("heads", "head_dim", "embed"))
         b_o = (_param(self, "b_o", zeros, (d,), ("embed",)).astype(self.dtype)
                if self.use_bias else None)
