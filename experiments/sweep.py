@@ -64,7 +64,7 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.sweep.sizes = ";".join(",".join(map(str, s)) for s in SIZES[variant])
     c.sweep.mlp_ratio = 4          # mlp_dim = mlp_ratio * width (GPT-2)
     c.sweep.budget = "tokens"      # tokens: same D for every member | flops: same C = 6·N·D
-    c.sweep.tokens = 600_000       # budget='tokens': tokens per member
+    c.sweep.tokens = 800_000       # budget='tokens': tokens per member
     c.sweep.flops = 2.0e12         # budget='flops': C per member (6·N·D, N non-embedding)
     c.sweep.evals = 6              # evaluations per member (the last at the final step)
     c.sweep.min_steps = 10         # never fewer optimizer steps than this

@@ -1,0 +1,84 @@
+"""`scaling plan --config FILE:VARIANT --devices 8 --device h100 [--mfu 0.45] [--mesh ...] [--aot]`
+and `scaling plan --table [--devices 8 --device h100 --mfu 0.45] [--all]`.
+
+Prints parameters, FLOPs/token, compute-optimal tokens (20 per parameter), training FLOPs,
+wall-clock and device-hours at the given MFU, and memory per device (parameters, gradients,
+AdamW moments, activations with and without full remat) for the config's parallel layout
+(`--devices N` fills the config's -1 axis; `--mesh data=2,fsdp=4` sets it outright). With
+--aot it also runs `scaling compile` for the same mesh and prints XLA's per-device peak
+beside the estimate (slow for big models: a full lower + compile on fake CPU devices).
+`--table` prints every row of the size table this way, with the published training set and
+hardware beside it. Formulas and conventions: scaling/plan.py.
+
+    scaling plan --config experiments/gpt2.py:xl --devices 8 --device h100 --mfu 0.45
+    scaling plan --config experiments/gpt2.py:xl --mesh fsdp=8 --device a100-80 \\
+        --config.train.batch_size=64 --config.data.seq_len=1024
+    scaling plan --table --devices 64 --device a100-80
+
+Exit codes: 0, or 2 with one line for bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scaling plan", description=__doc__.splitlines()[0],
+        epilog="Remaining --config... arguments are config overrides.")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="number of devices (default: the --mesh product, else 8 for "
+                             "--table, else 1)")
+    parser.add_argument("--device", default="h100", help="accelerator, e.g. h100, a100-80, "
+                                                         "tpu-v5p (scaling/hardware.py)")
+    parser.add_argument("--mfu", type=float, default=0.45, help="model FLOPs utilization")
+    parser.add_argument("--mesh", default=None, help="layout, e.g. data=2,fsdp=4,tensor=1")
+    parser.add_argument("--table", action="store_true", help="every size-table row")
+    parser.add_argument("--all", action="store_true", help="--table: the smaller family "
+                                                           "members too")
+    parser.add_argument("--aot", action="store_true",
+                        help="also run `scaling compile` for XLA's memory figure")
+    parser.add_argument("--json", action="store_true", help="print raw numbers as JSON")
+    args, rest = parser.parse_known_args(argv)
+
+    def fail(message: str) -> int:
+        print(f"scaling plan: error: {message.splitlines()[0]}", file=sys.stderr)
+        return 2
+
+    if args.devices is not None and args.devices < 1:
+        return fail(f"--devices: must be positive, got {args.devices}")
+    from scaling import plan as plan_lib  # noqa: PLC0415
+    if args.table:
+        if rest:
+            return fail(f"--table takes no config: unexpected {rest[0]!r}")
+        try:
+            rows = plan_lib.table_rows(args.devices or 8, args.device, args.mfu, args.all)
+        except ValueError as e:
+            return fail(str(e))
+        print(json.dumps(rows, indent=1, default=str) if args.json
+              else plan_lib.format_table(rows))
+        return 0
+
+    from scaling.configs import ConfigError, new_flags, parse  # noqa: PLC0415
+    fv = new_flags(rest, prog="scaling plan")
+    try:
+        parse(fv, rest, prog="scaling plan")
+        if fv.config is None:
+            raise ConfigError("--config: required (or --table), e.g. --config "
+                              "experiments/gpt2.py:xl")
+        result = plan_lib.plan(fv.config, args.devices, args.device, args.mfu, args.mesh)
+    except ValueError as e:
+        return fail(str(e))
+    aot = None
+    if args.aot:
+        config_arg = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"),
+                          None) or next(a.split("=", 1)[1] for a in rest
+                                        if a.startswith("--config="))
+        overrides = [a for a in rest if a.startswith("--config.")]
+        aot = plan_lib.aot_memory(config_arg, overrides, result["mesh"], args.device)
+        result["aot"] = aot
+    print(json.dumps(result, indent=1, default=str) if args.json
+          else plan_lib.format_plan(result, aot))
+    return 0
