@@ -48,7 +48,8 @@ def replicate(state: TrainState) -> TrainState:
 
 def unreplicate(state: TrainState) -> TrainState:
     """The pmap layout -> one host copy of the state (numpy), e.g. to save or compare."""
-    first = lambda x: np.asarray(jax.device_get(x[0]))  # noqa: E731
+    # This host's first device copy (x[0] would gather across hosts on a multi-host job).
+    first = lambda x: np.asarray(x.addressable_shards[0].data)[0]  # noqa: E731
     return TrainState(step=np.asarray(jax.device_get(state.step)),
                       params=jax.tree.map(first, state.params),
                       opt_state=jax.tree.map(first, state.opt_state),
