@@ -419,6 +419,11 @@ class StopRequest:
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt     # a second Ctrl-C: stop now
         self.signal_name = signal.Signals(signum).name
+        if self._multihost:     # one host alone cannot stop the job at a common step
+            print(f"\n{self.signal_name} received on one host of a multi-host job: ignored "
+                  "(send SIGTERM to all hosts, or press Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
+            return
         print(f"\n{self.signal_name} received: finishing this step and saving a checkpoint",
               file=sys.stderr, flush=True)
 
