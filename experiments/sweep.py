@@ -12,14 +12,14 @@ Shapes. The size table's GPT-2 rows have width/layers = 64 (small, 768/12), 43 (
 falling slowly with size (Kaplan et al. 2020 find loss flat over aspect ratios ~20-200). The
 members below keep width/layers in that same 32-48 band, with GPT-2's mlp_dim = 4·width, and
 head width 16 instead of 64 so that even the smallest has several heads. Non-embedding
-parameters N (Kaplan's N: blocks only; counted by `scaling.sizes.count_params`) span 56x:
+parameters N (Kaplan's N: blocks and final LayerNorm; `scaling.sizes.count_params`) span 44x:
 
-    name        layers  width  heads  width/layers  N (non-embedding)
-    L1-d48          1     48      3        48           28,224
-    L2-d64          2     64      4        32           99,840
-    L2-d96          2     96      6        48          223,104
-    L3-d128         3    128      8        43          594,432
-    L4-d160         4    160     10        40        1,234,560
+    name        layers  width  heads  width/layers  N (non-embedding)  params (with embeddings)
+    0-L1-d48        1     48      3        48            28,368            52,944
+    1-L2-d64        2     64      4        32           100,096           132,864
+    2-L2-d96        2     96      6        48           223,872           273,024
+    3-L3-d128       3    128      8        43           595,072           660,608
+    4-L4-d160       4    160     10        40         1,237,440         1,319,360
 
 Budget. `sweep.budget='tokens'` trains every member on `sweep.tokens` tokens (same data, so
 L(N) at fixed D); `sweep.budget='flops'` gives every member the same compute C = 6·N·D, so
@@ -28,8 +28,9 @@ train.steps = D / (batch_size · seq_len), rounded up, and each run is evaluated
 `sweep.evals` times (so every run has a loss-vs-compute curve for the L(C) envelope) and
 checkpointed at each evaluation (so an interrupted sweep resumes where it stopped).
 
-Timing (2 CPU cores): `tiny` is sized to finish in about 20 minutes on an idle machine (see
-README); the largest member dominates.
+Timing (2 CPU cores): `tiny` trains each member on 800k tokens (391 steps of 16 x 128); the
+largest member takes about half the time. Measured and estimated wall times are in the README;
+on an idle machine `--config.sweep.tokens=2000000` gives cleaner fits in well under 30 min.
 """
 from __future__ import annotations
 

@@ -284,6 +284,11 @@ def fit_runs(points: list[RunPoints], boot: int = 1000, seed: int = 0) -> Scalin
             notes.append("L(C): E was not identified (fit at its bound 0); pure power law "
                          "B·C^(-beta) instead")
         l_of_c.note = "fit on the lower envelope of eval loss vs C = 6·N·D"
+        budgets = {round(float(p.compute[-1]) / (6.0 * p.non_embedding_params)) for p in final}
+        if len(final) > 1 and len(budgets) == 1:
+            notes.append("every run trained on the same number of tokens: the envelope's "
+                         "N*(C) then follows from that budget (bigger runs reach more C), not "
+                         "from compute-optimality; sweep.budget=flops sweeps are the test")
         winners = np.unique(env.params)
         if len(winners) >= 3:
             slope, _ = np.polyfit(np.log(env.compute), np.log(env.params), 1)

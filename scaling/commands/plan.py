@@ -73,9 +73,8 @@ def main(argv: list[str]) -> int:
         return fail(str(e))
     aot = None
     if args.aot:
-        config_arg = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"),
-                          None) or next(a.split("=", 1)[1] for a in rest
-                                        if a.startswith("--config="))
+        from scaling.commands.sweep import config_arg  # noqa: PLC0415
+        config_arg = config_arg(rest)
         overrides = [a for a in rest if a.startswith("--config.")]
         aot = plan_lib.aot_memory(config_arg, overrides, result["mesh"], args.device)
         result["aot"] = aot

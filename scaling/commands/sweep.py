@@ -38,7 +38,8 @@ def _config_overrides(argv: list[str]) -> list[str]:
     return out
 
 
-def _config_arg(argv: list[str]) -> str | None:
+def config_arg(argv: list[str]) -> str | None:
+    """The value of --config in argv (the experiment file and variant), or None."""
     for i, arg in enumerate(argv):
         if arg == "--config" and i + 1 < len(argv):
             return argv[i + 1]
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
         return fail(str(e))
 
     if fv.emit:
-        for line in sweep.launch_commands(_config_arg(argv), fv.workdir, members,
+        for line in sweep.launch_commands(config_arg(argv), fv.workdir, members,
                                           _config_overrides(argv)):
             print(line)
         return 0
