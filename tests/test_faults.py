@@ -72,7 +72,9 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bitwise_identical(
     overrides = tiny_overrides(data_dir, every=5)
     kill_at = random.Random().randint(6, 15)      # any step after the first checkpoint
     proc = start(overrides, workdir, compile_cache)
-    reached = wait_for(proc, lambda: last_logged_step(workdir) >= kill_at)
+    # After step kill_at AND a committed checkpoint (async commits may lag a few steps).
+    reached = wait_for(proc, lambda: last_logged_step(workdir) >= kill_at and ckpt_lib.saved_steps(
+        ckpt_lib.checkpoint_dir(str(workdir))))
     proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate()
     assert reached and proc.returncode == -signal.SIGKILL, (kill_at, proc.returncode, err[-2000:])
