@@ -10,12 +10,17 @@ TINY = ["--config", "experiments/gpt2.py:tiny", "--config.model.num_layers=2",
         "--config.model.max_len=32", "--config.data.seq_len=32"]
 
 
-def report(capsys, *args, scan=False):
-    argv = [*TINY, *args, "--json"]
-    if not scan:  # 2 layers: unrolled is one compile instead of two
-        argv.append("--config.model.scan_layers=False")
-    assert compile_cmd.main(argv) == 0
-    return json.loads(capsys.readouterr().out)
+_REPORTS = {}
+
+
+def report(capsys, *args):
+    """The --json report (cached per arguments: tests share the 1-device batch-8 compile)."""
+    if args not in _REPORTS:
+        # 2 layers unrolled: one compile (scanned would add two FLOP-counting compiles).
+        argv = [*TINY, *args, "--json", "--config.model.scan_layers=False"]
+        assert compile_cmd.main(argv) == 0
+        _REPORTS[args] = json.loads(capsys.readouterr().out)
+    return _REPORTS[args]
 
 
 def test_memory_grows_with_batch(capsys):
@@ -33,7 +38,7 @@ def test_memory_grows_with_batch(capsys):
 
 
 def test_memory_per_device_shrinks_with_fsdp(capsys):
-    one = report(capsys, "--mesh", "fsdp=1", "--config.train.batch_size=8")
+    one = report(capsys, "--mesh", "data=1", "--config.train.batch_size=8")  # fsdp=1
     four = report(capsys, "--mesh", "fsdp=4", "--config.train.batch_size=8")
     state = one["train_state_bytes_total"]
     assert four["devices"] == 4 and four["train_state_bytes_total"] == state

@@ -156,13 +156,16 @@ def train_pmap(config):
 
 @pytest.fixture(scope="module")
 def reference():
+    """1-device run: (losses, final params, initial layer_0 mlp/w_in)."""
     mesh = sharding.make_mesh({"data": 1}, devices=jax.devices()[:1])
+    initial = _setup(tiny_config(), mesh)[-1].params["blocks"]["layer_0"]["mlp"]["w_in"]
+    initial = np.asarray(initial)
     losses, state = train_jit(tiny_config(), mesh)
-    return losses, jax.device_get(state.params)
+    return losses, jax.device_get(state.params), initial
 
 
 def _assert_same(losses, params, reference):
-    ref_losses, ref_params = reference
+    ref_losses, ref_params, initial_w_in = reference
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
     flat = _paths(jax.device_get(params))
     bad = {}
@@ -179,18 +182,7 @@ def _assert_same(losses, params, reference):
             bad[path] = f"{rel:.2e}"
     assert not bad, f"relative differences: {bad}"
     # The update moved the parameters (a no-op step would trivially match).
-    assert not np.allclose(flat["blocks/layer_0/mlp/w_in"], _initial_w_in(), atol=1e-7)
-
-
-_INIT = {}
-
-
-def _initial_w_in():
-    if "w_in" not in _INIT:
-        mesh = sharding.make_mesh({"data": 1}, devices=jax.devices()[:1])
-        state = _setup(tiny_config(), mesh)[-1]
-        _INIT["w_in"] = np.asarray(state.params["blocks"]["layer_0"]["mlp"]["w_in"])
-    return _INIT["w_in"]
+    assert not np.allclose(flat["blocks/layer_0/mlp/w_in"], initial_w_in, atol=1e-7)
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
