@@ -16,7 +16,9 @@ honest about how little 5 points pin down 3 constants: expect them wide.
 
 L(C) is fitted on the compute-efficient frontier: every run's eval losses against C are
 interpolated (linear in log C) onto a log-spaced grid of C, and at each grid point the
-lowest loss of any run covering it is the envelope; the run that attains it gives N*(C).
+lowest loss of any run covering it is the envelope (unless a run that ended at a smaller C
+already did better: then the point is not on the frontier and is left out); the run that
+attains it gives N*(C).
 If the envelope has fewer than 5 points, or the fitted E sits on its bound of 0 (E not
 identified), L(C) is fitted as a pure power law B·C^(-β) instead (linear least squares in
 log-log), and the report says so. N*(C) ∝ C^a is fitted (log-log least squares) only when at
@@ -211,17 +213,27 @@ class Envelope:
 
 
 def envelope(points: list[RunPoints], grid_size: int = 40) -> Envelope:
-    """The lower envelope of all runs' eval-loss-vs-C curves on a log-spaced grid of C."""
+    """The compute-efficient frontier of all runs' eval-loss-vs-C curves.
+
+    On a log-spaced grid of C, each run that covers C (between its first and last
+    evaluation) gives its loss there, interpolated linearly in log C; the lowest of those is
+    the envelope, and its run gives N*(C). A grid point is left out when a run that already
+    ENDED below that C reached a lower loss: it is not on the frontier (one would rather
+    have trained that run), so the envelope falls monotonically, jumping across the gaps.
+    """
     curves = [p for p in points if len(p.compute) >= 1]
     lo = min(float(p.compute.min()) for p in curves)
     hi = max(float(p.compute.max()) for p in curves)
     grid = np.geomspace(lo, hi, grid_size) if hi > lo else np.array([lo])
     env_c, env_l, env_n, env_r = [], [], [], []
     for c in grid:
-        best = None
+        best, ended = None, math.inf
         for p in curves:
             cmin, cmax = p.compute.min(), p.compute.max()
-            if not (cmin * (1 - 1e-9) <= c <= cmax * (1 + 1e-9)):
+            if cmax < c * (1 - 1e-9):
+                ended = min(ended, float(p.losses.min()))
+                continue
+            if c < cmin * (1 - 1e-9):
                 continue
             if len(p.compute) == 1:
                 loss = float(p.losses[0])
@@ -229,7 +241,7 @@ def envelope(points: list[RunPoints], grid_size: int = 40) -> Envelope:
                 loss = float(np.interp(np.log(c), np.log(p.compute), p.losses))
             if best is None or loss < best[0]:
                 best = (loss, p)
-        if best is not None:
+        if best is not None and best[0] <= ended and (not env_l or best[0] <= env_l[-1]):
             env_c.append(c)
             env_l.append(best[0])
             env_n.append(best[1].non_embedding_params)

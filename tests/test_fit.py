@@ -99,3 +99,13 @@ def test_envelope_takes_the_lowest_run_at_each_compute():
     np.testing.assert_allclose(env.compute, [1, 10, 100, 1000])
     np.testing.assert_allclose(env.loss, [4.0, 3.5, 3.0, 2.5])
     assert env.run == ["s", "s", "b", "b"]
+
+
+def test_envelope_leaves_out_points_a_finished_run_beats():
+    early = fit.RunPoints("early", 10, 3.0, np.array([1.0, 10.0]), np.array([4.0, 3.0]), True)
+    late = fit.RunPoints("late", 100, 2.5, np.array([100.0, 1000.0]), np.array([3.5, 2.5]),
+                         True)
+    env = fit.envelope([early, late], grid_size=4)       # C = 1, 10, 100, 1000
+    np.testing.assert_allclose(env.compute, [1, 10, 1000])  # C=100: 3.5 > early's 3.0
+    assert env.run == ["early", "early", "late"]
+    assert np.all(np.diff(env.loss) <= 0)
