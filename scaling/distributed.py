@@ -22,6 +22,14 @@ import time
 
 import jax
 
+
+class DistributedError(ValueError):
+    """Bad multi-process settings, or a coordinator that cannot be reached (one line)."""
+
+
+class CoordinatorTimeout(DistributedError, TimeoutError):
+    """No coordinator answered within parallel.init_timeout_s."""
+
 ENV_COORDINATOR = "SCALING_COORDINATOR"
 ENV_NUM_PROCESSES = "SCALING_NUM_PROCESSES"
 ENV_PROCESS_ID = "SCALING_PROCESS_ID"
@@ -34,7 +42,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{name}: must be an integer, got {value!r}") from None
+        raise DistributedError(f"{name}: must be an integer, got {value!r}") from None
 
 
 def detect_cluster() -> str | None:
@@ -59,16 +67,16 @@ def settings(parallel) -> dict | None:
     if not address and num <= 1 and pid <= 0:
         return None
     if not address:
-        raise ValueError("parallel.coordinator_address: required when num_processes or "
+        raise DistributedError("parallel.coordinator_address: required when num_processes or "
                          f"process_id is set (or set {ENV_COORDINATOR}=host:port)")
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"parallel.coordinator_address: {address!r} is not host:port")
+        raise DistributedError(f"parallel.coordinator_address: {address!r} is not host:port")
     if num < 1:
-        raise ValueError("parallel.num_processes: required with a coordinator address "
+        raise DistributedError("parallel.num_processes: required with a coordinator address "
                          f"(or set {ENV_NUM_PROCESSES})")
     if not 0 <= pid < num:
-        raise ValueError(f"parallel.process_id: {pid} is not in [0, {num}) "
+        raise DistributedError(f"parallel.process_id: {pid} is not in [0, {num}) "
                          f"(or set {ENV_PROCESS_ID})")
     return {"coordinator_address": address, "num_processes": num, "process_id": pid}
 
@@ -83,7 +91,7 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
                 return
         except OSError as e:
             if time.monotonic() >= deadline:
-                raise TimeoutError(
+                raise CoordinatorTimeout(
                     f"parallel.coordinator_address: no coordinator answered at {address} within "
                     f"{timeout_s:g}s ({e.strerror or e}); is process 0 running and the port "
                     "reachable?") from None
@@ -106,7 +114,7 @@ def initialize(parallel) -> bool:
         return False
     timeout = int(parallel.get("init_timeout_s", 300))
     if timeout <= 0:
-        raise ValueError(f"parallel.init_timeout_s: must be positive, got {timeout}")
+        raise DistributedError(f"parallel.init_timeout_s: must be positive, got {timeout}")
     if explicit is not None and explicit["process_id"] != 0:
         # Fail with a clear message (rather than a gRPC deadline deep inside XLA) when the
         # coordinator never comes up.
@@ -120,7 +128,7 @@ def initialize(parallel) -> bool:
         jax.distributed.initialize(**explicit, initialization_timeout=timeout)
     except Exception as e:  # noqa: BLE001  (XlaRuntimeError and friends carry long messages)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise TimeoutError(
+        raise CoordinatorTimeout(
             f"parallel.coordinator_address: could not form the {explicit['num_processes']}-"
             f"process job at {explicit['coordinator_address']} within {timeout}s as process "
             f"{explicit['process_id']}: {first}") from None

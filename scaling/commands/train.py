@@ -36,10 +36,12 @@ def main(argv: list[str]) -> int:
     except ValueError as e:  # ConfigError is a ValueError
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    from scaling import distributed
     from scaling.checkpoint import CheckpointError
     try:
         summary = train.run(fv.config, fv.workdir)
-    except CheckpointError as e:   # checked before anything is written: bad input
+    except (CheckpointError, distributed.DistributedError) as e:
+        # Checked before anything is written or compiled: bad input, or no coordinator.
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # train.nonfinite=stop
