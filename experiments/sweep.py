@@ -28,6 +28,10 @@ train.steps = D / (batch_size · seq_len), rounded up, and each run is evaluated
 `sweep.evals` times (so every run has a loss-vs-compute curve for the L(C) envelope) and
 checkpointed at each evaluation (so an interrupted sweep resumes where it stopped).
 
+Learning rate: one constant rate (2e-3) over-drives the largest member (its loss trails the
+next size down); `sweep.lr_rule='kaplan'` (the default) lowers it with N as Kaplan et al.
+found compute-efficient.
+
 Timing (2 CPU cores): `tiny` trains each member on 800k tokens (391 steps of 16 x 128); the
 largest member takes about half the time. Measured and estimated wall times are in the README;
 on an idle machine `--config.sweep.tokens=2000000` gives cleaner fits in well under 30 min.
@@ -69,6 +73,9 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.sweep.flops = 2.0e12         # budget='flops': C per member (6·N·D, N non-embedding)
     c.sweep.evals = 6              # evaluations per member (the last at the final step)
     c.sweep.min_steps = 10         # never fewer optimizer steps than this
+    # Peak learning rate per member: 'kaplan' = 0.003239 - 0.0001395·ln(N) (Kaplan et al.
+    # 2020, eq. D.1: smaller for bigger models; 1.8e-3 .. 1.3e-3 here), 'constant' = optim.lr.
+    c.sweep.lr_rule = "kaplan"
     c.experiment = f"sweep:{variant}"
     return c
 

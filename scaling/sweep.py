@@ -25,6 +25,12 @@ import time
 import ml_collections
 
 BUDGETS = ("tokens", "flops")
+LR_RULES = ("constant", "kaplan")
+
+
+def kaplan_lr(non_embedding_params: int) -> float:
+    """Kaplan et al. 2020, eq. D.1: lr(N) ≈ 0.003239 − 0.0001395·ln(N)."""
+    return 0.003239 - 0.0001395 * math.log(non_embedding_params)
 SWEEP_FILE = "sweep.json"   # workdir/sweep.json: the members and what happened to each
 
 
@@ -76,6 +82,9 @@ def validate_sweep(config) -> None:
         raise ValueError(f"sweep.flops: must be positive, got {s.flops}")
     if s.evals < 1:
         raise ValueError(f"sweep.evals: must be >= 1, got {s.evals}")
+    if s.get("lr_rule", "constant") not in LR_RULES:
+        raise ValueError(f"sweep.lr_rule: unknown {s.lr_rule!r}; allowed: 'constant', "
+                         "'kaplan'")
     if s.mlp_ratio <= 0:
         raise ValueError(f"sweep.mlp_ratio: must be positive, got {s.mlp_ratio}")
     parse_sizes(s.sizes)
@@ -85,7 +94,7 @@ def members(config) -> list[Member]:
     """Expand a sweep config into its runs, smallest first.
 
     Every member is the sweep config without its `sweep` section, with the member's shape,
-    train.steps from the budget, eval_every so it is evaluated `sweep.evals` times (the last
+    train.steps from the budget, optim.lr from sweep.lr_rule, eval_every so it is evaluated `sweep.evals` times (the last
     at its final step) and a checkpoint at every evaluation.
     """
     from scaling.models import model_spec  # noqa: PLC0415  (JAX: parameter counting)
@@ -113,6 +122,8 @@ def members(config) -> list[Member]:
         c.train.eval_every = eval_every
         c.train.log_every = max(1, min(c.train.log_every, eval_every))
         c.checkpoint.every = eval_every if eval_every < steps else 0
+        if s.get("lr_rule", "constant") == "kaplan":
+            c.optim.lr = round(kaplan_lr(n), 6)
         out.append(Member(index=index, name=name, layers=layers, width=width, heads=heads,
                           non_embedding_params=n, params=counts.backbone,
                           tokens=steps * tokens_per_step, steps=steps, config=c))
@@ -130,7 +141,7 @@ def is_finished(run_dir: str) -> bool:
 # Fields that define a member beyond the shared config: an emitted command sets them
 # explicitly, so it trains exactly this member whatever sweep overrides were given.
 MEMBER_FIELDS = ("model.num_layers", "model.width", "model.num_heads", "model.mlp_dim",
-                 "train.steps", "train.eval_every", "train.log_every", "checkpoint.every")
+                 "optim.lr", "train.steps", "train.eval_every", "train.log_every", "checkpoint.every")
 
 
 def _get(config, dotted: str):
