@@ -3,6 +3,7 @@ import json
 import os
 import shlex
 
+import numpy as np
 import pytest
 
 from scaling import sweep
@@ -35,6 +36,17 @@ def test_flops_budget_gives_every_member_the_same_compute():
             abs(m.flops_6nd - 1e12) / 1e12 < 0.05
         assert m.flops_6nd == pytest.approx(1e12, rel=0.05)
     assert members[0].tokens > members[-1].tokens       # small models see more data
+
+
+def test_learning_rate_rule():
+    kaplan = sweep.members(load("experiments/sweep.py:tiny"))
+    lrs = [m.config.optim.lr for m in kaplan]
+    assert lrs == sorted(lrs, reverse=True)                  # smaller for bigger models
+    assert lrs[0] == pytest.approx(0.003239 - 0.0001395 * np.log(kaplan[0].non_embedding_params),
+                                   abs=1e-6)
+    constant = sweep.members(load("experiments/sweep.py:tiny", {"sweep.lr_rule": "constant",
+                                                                 "optim.lr": 5e-4}))
+    assert {m.config.optim.lr for m in constant} == {5e-4}
 
 
 def test_member_variant_is_a_single_run_config():
