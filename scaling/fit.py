@@ -19,8 +19,8 @@ interpolated (linear in log C) onto a log-spaced grid of C, and at each grid poi
 lowest loss of any run covering it is the envelope (unless a run that ended at a smaller C
 already did better: then the point is not on the frontier and is left out); the run that
 attains it gives N*(C).
-If the envelope has fewer than 5 points, or the fitted E sits on its bound of 0 (E not
-identified), L(C) is fitted as a pure power law B·C^(-β) instead (linear least squares in
+If the envelope has fewer than 5 points, or the fitted E sits on a bound (0, or the lowest
+envelope loss: E not identified), L(C) is fitted as a pure power law B·C^(-β) instead (linear least squares in
 log-log), and the report says so. N*(C) ∝ C^a is fitted (log-log least squares) only when at
 least 3 distinct model sizes attain the envelope; otherwise it is reported as not
 identifiable from these runs.
@@ -290,11 +290,12 @@ def fit_runs(points: list[RunPoints], boot: int = 1000, seed: int = 0) -> Scalin
             notes.append("L(C): fewer than 5 envelope points; pure power law B·C^(-beta)")
         l_of_c = fit_power_law(env.compute, env.loss, form=form, boot=boot, seed=seed,
                                what="L(C)")
-        if form == "offset" and l_of_c.E <= 1e-9:
+        at_bound = l_of_c.E <= 1e-9 or l_of_c.E >= (1 - 1e-3) * float(env.loss.min())
+        if form == "offset" and at_bound:
             l_of_c = fit_power_law(env.compute, env.loss, form="pure", boot=boot, seed=seed,
                                    what="L(C)")
-            notes.append("L(C): E was not identified (fit at its bound 0); pure power law "
-                         "B·C^(-beta) instead")
+            notes.append("L(C): E was not identified (the fit put it on a bound: 0 or the "
+                         "lowest loss); pure power law B·C^(-beta) instead")
         l_of_c.note = "fit on the lower envelope of eval loss vs C = 6·N·D"
         budgets = {round(float(p.compute[-1]) / (6.0 * p.non_embedding_params)) for p in final}
         if len(final) > 1 and len(budgets) == 1:
