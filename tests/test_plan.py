@@ -75,3 +75,10 @@ def test_table_lists_the_eight_rows_with_training_compute(capsys):
     for name, row in zip(names, rows):
         assert row.startswith(name)
     assert "512 V100, 9 days" in rows[-1]                  # Megatron's published figure
+
+
+def test_aot_figure_is_printed_beside_the_estimate():
+    p = plan_lib.plan(load("experiments/gpt2.py:tiny"), devices=1)
+    text = plan_lib.format_plan(p, {"memory_per_device": {"peak": 2**30}, "remat": "none"})
+    assert "AOT compile (XLA) peak" in text and "1.00 GiB" in text
+    assert "n/a   (compile failed)" in plan_lib.format_plan(p, {"error": "compile failed"})
