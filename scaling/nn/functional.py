@@ -26,11 +26,30 @@ def sinusoidal_positions(length: int, width: int, dtype=jnp.float32) -> Array:
     return jnp.asarray(pe, dtype=dtype)
 
 
+@jax.custom_vjp
+def materialize_grad(x: Array) -> Array:
+    """Identity whose gradient is written to memory once instead of being re-fused.
+
+    XLA (CPU) otherwise fuses the chain of residual-stream gradients, i.e. the LayerNorm
+    backward of every later layer, into each consumer of the gradient, such as the
+    transposes that feed weight gradients; that elementwise work grows with depth squared
+    and read 10+ arrays with a strided pattern. Profiled on the 4-layer quick-start model:
+    copy fusions fell from 77 to 28 ms per step and tokens/s rose ~25 %
+    (benchmarks/throughput.py, interleaved A/B runs).
+    """
+    return x
+
+
+materialize_grad.defvjp(lambda x: (x, None), lambda _, g: (jax.lax.optimization_barrier(g),))
+
+
 def layer_norm(x: Array, scale: Array, bias: Array, eps: float = 1e-5) -> Array:
     """y = scale * (x - mean) / sqrt(var + eps) + bias over the last axis.
 
-    Statistics are taken in float32 for bf16 inputs; the result has x's dtype.
+    Statistics are taken in float32 for bf16 inputs; the result has x's dtype. The input's
+    gradient is materialized (see materialize_grad).
     """
+    x = materialize_grad(x)
     x32 = x.astype(jnp.float32)
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
