@@ -288,7 +288,8 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"{p['name']:<18} {_count(p['params']):>8} {p['flops_per_token']:>9.3g} "
             f"{p['seq_len']:>5} {_count(p['tokens']):>8} {p['train_flops']:>11.3g} "
-            f"{_duration(p['seconds']):>11} {p['device_hours']:>10,.{0 if p['device_hours'] >= 10 else 1}f} "
+            f"{_duration(p['seconds']):>11} "
+            f"{p['device_hours']:>10,.{0 if p['device_hours'] >= 10 else 1}f} "
             f"{_bytes(p['memory']['state']):>10} "
             f"{'yes' if p['memory']['state'] <= p['hbm_bytes'] else 'no':>4}  "
             f"{p['published_training']}")

@@ -94,8 +94,8 @@ def members(config) -> list[Member]:
     """Expand a sweep config into its runs, smallest first.
 
     Every member is the sweep config without its `sweep` section, with the member's shape,
-    train.steps from the budget, optim.lr from sweep.lr_rule, eval_every so it is evaluated `sweep.evals` times (the last
-    at its final step) and a checkpoint at every evaluation.
+    train.steps from the budget, optim.lr from sweep.lr_rule, eval_every so it is evaluated
+    `sweep.evals` times (the last at its final step) and a checkpoint at every evaluation.
     """
     from scaling.models import model_spec  # noqa: PLC0415  (JAX: parameter counting)
     from scaling.sizes import count_params  # noqa: PLC0415
@@ -141,7 +141,8 @@ def is_finished(run_dir: str) -> bool:
 # Fields that define a member beyond the shared config: an emitted command sets them
 # explicitly, so it trains exactly this member whatever sweep overrides were given.
 MEMBER_FIELDS = ("model.num_layers", "model.width", "model.num_heads", "model.mlp_dim",
-                 "optim.lr", "train.steps", "train.eval_every", "train.log_every", "checkpoint.every")
+                 "optim.lr", "train.steps", "train.eval_every", "train.log_every",
+                 "checkpoint.every")
 
 
 def _get(config, dotted: str):
