@@ -21,9 +21,9 @@ already did better: then the point is not on the frontier and is left out); the 
 attains it gives N*(C).
 If the envelope has fewer than 5 points, or the fitted E sits on a bound (0, or the lowest
 envelope loss: E not identified), L(C) is fitted as a pure power law B·C^(-β) instead
-(linear least squares in log-log), and the report says so. N*(C) ∝ C^a is fitted (log-log least squares) only when at
-least 3 distinct model sizes attain the envelope; otherwise it is reported as not
-identifiable from these runs.
+(linear least squares in log-log), and the report says so. N*(C) ∝ C^a is fitted (log-log
+least squares) only when at least 3 distinct model sizes attain the envelope; otherwise it
+is reported as not identifiable from these runs.
 
 No JAX here; matplotlib only in `plot()`.
 """
