@@ -74,9 +74,8 @@ def main(argv: list[str]) -> int:
     aot = None
     if args.aot:
         from scaling.commands.sweep import config_arg  # noqa: PLC0415
-        config_arg = config_arg(rest)
         overrides = [a for a in rest if a.startswith("--config.")]
-        aot = plan_lib.aot_memory(config_arg, overrides, result["mesh"], args.device)
+        aot = plan_lib.aot_memory(config_arg(rest), overrides, result["mesh"], args.device)
         result["aot"] = aot
     print(json.dumps(result, indent=1, default=str) if args.json
           else plan_lib.format_plan(result, aot))
