@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from scaling.nn.attention import CAUSAL
 from scaling.spec import ModelSpec
 from scaling.nn.layers import LayerNorm, Mlp, MultiHeadAttention, constrain, dropout
 
@@ -28,10 +29,11 @@ def _residual(spec: ModelSpec, x, sublayer, norm: LayerNorm, deterministic: bool
 
 
 class EncoderBlock(nn.Module):
-    """Self-attention (bidirectional, or causal via the mask) followed by the MLP."""
+    """Self-attention (bidirectional, or causal) followed by the MLP."""
     spec: ModelSpec
     deterministic: bool = True
     scan_carry: bool = False  # return (x, None) as nn.scan expects
+    causal: bool = False      # exactly causal self-attention (mask must then be None)
 
     @nn.compact
     def __call__(self, x, mask=None):
@@ -39,7 +41,7 @@ class EncoderBlock(nn.Module):
         attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
                                   s.attention_impl, s.attention_block, name="attn")
         mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, name="mlp")
-        x = _residual(s, x, lambda h: attn(h, mask=mask),
+        x = _residual(s, x, lambda h: attn(h, mask=CAUSAL if self.causal else mask),
                       LayerNorm(s.layer_norm_eps, name="ln_attn"), self.deterministic)
         x = _residual(s, x, mlp, LayerNorm(s.layer_norm_eps, name="ln_mlp"), self.deterministic)
         x = constrain(x)
@@ -84,8 +86,18 @@ class BlockStack(nn.Module):
 
     @nn.compact
     def __call__(self, x, *args):
+        """Apply the layers; args[0] may be CAUSAL ("causal") instead of a mask array.
+
+        A string cannot travel through nn.scan / nn.remat as an argument, so causality
+        becomes the blocks' `causal` attribute.
+        """
         s = self.spec
         block_cls = self.block
+        extra = {}
+        if args and isinstance(args[0], str):
+            if args[0] != CAUSAL:
+                raise ValueError(f"mask: unknown {args[0]!r}; use an array, None or {CAUSAL!r}")
+            extra, args = {"causal": True}, (None, *args[1:])
         if s.remat != "none":
             # Under scan, CSE cannot merge the recomputation, so prevent_cse is not needed.
             block_cls = nn.remat(block_cls, policy=REMAT_POLICIES[s.remat],
@@ -97,8 +109,8 @@ class BlockStack(nn.Module):
                               in_axes=(nn.broadcast,) * len(args),
                               length=self.num_layers,
                               metadata_params={nn.PARTITION_NAME: "layers"})
-            x, _ = scanned(s, self.deterministic, True, name="layers")(x, *args)
+            x, _ = scanned(s, self.deterministic, True, name="layers", **extra)(x, *args)
             return x
         for i in range(self.num_layers):
-            x = block_cls(s, self.deterministic, name=f"layer_{i}")(x, *args)
+            x = block_cls(s, self.deterministic, name=f"layer_{i}", **extra)(x, *args)
         return x
