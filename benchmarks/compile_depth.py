@@ -12,33 +12,28 @@ import argparse
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling.checkpoint import abstract_train_state
 from scaling.configs import load
-from scaling.models import build_model, example_batch, model_spec
+from scaling.models import build_model, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_state import TrainState
 from scaling.train_step import make_train_step
 
 
 def compile_seconds(layers: int, scan: bool, seq_len: int = 128, batch: int = 4) -> float:
     config = load("experiments/gpt2.py:small")
     config.model.update(num_layers=layers, scan_layers=scan)
+    config.optim.warmup_steps, config.train.steps = 10, 100
     spec = model_spec(config)
     model = build_model(spec)
-    tx = make_optimizer(config.optim, 100)
-
-    def init(key):
-        params = nn.unbox(model.init(key, example_batch(spec, 1, seq_len)))["params"]
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), key)
-
-    state = jax.eval_shape(init, jax.random.PRNGKey(0))
+    tx = make_optimizer(config.optim, config.train.steps)
+    state = abstract_train_state(spec, config)
     batch_shapes = {"inputs": jax.ShapeDtypeStruct((batch, seq_len), jnp.int32),
                     "targets": jax.ShapeDtypeStruct((batch, seq_len), jnp.int32),
                     "weights": jax.ShapeDtypeStruct((batch, seq_len), jnp.float32)}
-    step = make_train_step(model, tx, make_schedule(config.optim, 100))
+    step = make_train_step(model, tx, make_schedule(config.optim, config.train.steps))
     t = time.perf_counter()
     jax.jit(step, donate_argnums=0).lower(state, batch_shapes).compile()
     return time.perf_counter() - t

@@ -20,11 +20,17 @@ def tiny_config(family, data_dir, steps=3, **model):
     return config
 
 
-def run_on_one_device(config, workdir):
-    devices = jax.devices()[:1]
+def run_on(config, workdir, devices=None):
+    """run() on all devices, or on `devices` (e.g. one) by narrowing the mesh to them."""
+    if devices is None:
+        return train.run(config, str(workdir))
     original = train.sharding.make_mesh
     train.sharding.make_mesh = lambda cfg, d=None: original(cfg, devices)
     try:
         return train.run(config, str(workdir))
     finally:
         train.sharding.make_mesh = original
+
+
+def run_on_one_device(config, workdir):
+    return run_on(config, workdir, jax.devices()[:1])

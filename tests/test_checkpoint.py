@@ -21,6 +21,8 @@ from scaling.configs import load
 from scaling.runs import read_run
 from scaling.train_state import TrainState
 
+from _util import run_on
+
 STEPS = 20
 
 
@@ -75,18 +77,6 @@ def tiny_overrides(data_dir, steps=STEPS, every=0, **more):
             "metrics.device_peak_tflops": 1.0, "parallel.mesh.data": 1,
             "parallel.mesh.fsdp": 8, "parallel.mesh.tensor": 1, "checkpoint.every": every,
             **more}
-
-
-def run_on(config, workdir, devices=None):
-    """run() on all 8 devices, or on `devices` (e.g. one) by narrowing make_mesh."""
-    if devices is None:
-        return train.run(config, str(workdir))
-    original = train.sharding.make_mesh
-    train.sharding.make_mesh = lambda cfg, d=None: original(cfg, devices)
-    try:
-        return train.run(config, str(workdir))
-    finally:
-        train.sharding.make_mesh = original
 
 
 def assert_trees_equal(a, b):
