@@ -42,7 +42,7 @@ BENCHES = {
 
 
 def bench_config(config_path: str, *, seq_len: int, batch: int, dtype: str,
-                 overrides: dict) -> "ml_collections.ConfigDict":  # noqa: F821
+                 overrides: dict):
     config = load(config_path)
     model = {k: v for k, v in overrides.items() if k in config.model}
     config.model.update(dropout=0.0, dtype=dtype, max_len=max(config.model.max_len, seq_len),

@@ -43,6 +43,24 @@ def parse(fv: flags.FlagValues, argv: list[str], prog: str = "scaling") -> list[
         raise ConfigError(_one_line(e)) from None
 
 
+def new_run_flags(argv: list[str], prog: str, workdir_help: str) -> flags.FlagValues:
+    """`--config` plus `--workdir`, for the commands that write a run directory."""
+    fv = new_flags(argv, prog)
+    flags.DEFINE_string("workdir", None, workdir_help, flag_values=fv)
+    return fv
+
+
+def parse_run(fv: flags.FlagValues, argv: list[str], prog: str, example_config: str,
+              example_workdir: str):
+    """Parse; return (config, workdir), or raise ConfigError naming the missing flag."""
+    parse(fv, argv, prog)
+    if fv.config is None:
+        raise ConfigError(f"--config: required, e.g. --config {example_config}")
+    if not fv.workdir:
+        raise ConfigError(f"--workdir: required, e.g. --workdir {example_workdir}")
+    return fv.config, fv.workdir
+
+
 def load(path_and_variant: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     """Load `experiments/gpt2.py:tiny` as a library call (tests, sweeps, `scaling params`)."""
     path, _, variant = path_and_variant.partition(":")

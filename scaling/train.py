@@ -15,7 +15,6 @@ import time
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from scaling import checkpoint as ckpt_lib
@@ -115,10 +114,12 @@ def run(config, workdir: str) -> dict:
     eval_start = eval_iter.get_state()  # every evaluation reads the same batches
     baseline = data_lib.unigram_entropy(config, "validation")
     batch_sh = sharding.batch_sharding(mesh)
-
-    def to_global(local_batch):
-        return {k: jax.make_array_from_process_local_data(batch_sh, np.asarray(v))
-                for k, v in local_batch.items()}
+    if engine == "pmap":  # this host's rows -> [devices, rows/device, ...]
+        to_global = pmap_engine.split_batch
+    else:
+        def to_global(local_batch):  # this host's rows -> one global array per key
+            return {k: jax.make_array_from_process_local_data(batch_sh, np.asarray(v))
+                    for k, v in local_batch.items()}
 
     # ---- 5. Model, optimizer and the sharded train state ----------------------------------
     model = build_model(spec)
@@ -165,8 +166,7 @@ def run(config, workdir: str) -> dict:
 
     def host_state(state):
         """The state as the checkpoint stores it (one copy; pmap keeps one per device)."""
-        if config.parallel.engine == "pmap":
-            from scaling import pmap_engine
+        if engine == "pmap":
             return pmap_engine.unreplicate(state)
         return state
 
@@ -191,7 +191,6 @@ def run(config, workdir: str) -> dict:
     t0 = time.perf_counter()
     if engine == "pmap":  # replicated copies per device, per-device batches, psum'd grads
         state = pmap_engine.replicate(state)
-        to_global = pmap_engine.split_batch  # this host's rows -> [devices, rows/device, ...]
         first = to_global(next(train_iter))
         compiled = pmap_engine.make_step(model, tx, schedule, config.train.micro_batches,
                                          config.train.nonfinite).lower(state, first).compile()

@@ -9,7 +9,6 @@ import shutil
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -26,30 +25,7 @@ from _util import run_on
 STEPS = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-    """A persistent compilation cache for this module's runs (restored afterwards).
-
-    The runs here compile the same few programs again and again, in this process and in
-    subprocesses (test_faults.py); sharing compiled executables through the cache cuts the
-    time of these files about 3x. Executables are deterministic, so exactness is unaffected.
-    """
-    from jax.experimental.compilation_cache import compilation_cache as cc
-    path = str(tmp_path_factory.getbasetemp() / "jax_compilation_cache")
-    old = (jax.config.jax_compilation_cache_dir,
-           jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    cc.reset_cache()
-    yield path
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-    cc.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 def tiny_config(data_dir, steps=STEPS, mesh=None, every=0):

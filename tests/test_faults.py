@@ -19,14 +19,15 @@ from scaling import checkpoint as ckpt_lib
 from scaling import train
 from scaling.commands import train as train_cmd
 
-from test_checkpoint import (STEPS, cli_args, compile_cache, data_dir,  # noqa: F401 (fixtures)
-                             losses_by_step, tiny_config, tiny_overrides)
+from test_checkpoint import STEPS, cli_args, losses_by_step, tiny_config, tiny_overrides
+
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def reference(data_dir, tmp_path_factory):  # noqa: F811
+def reference(data_dir, tmp_path_factory):
     """The uninterrupted 20-step run, in this process."""
     workdir = tmp_path_factory.mktemp("faults_reference")
     return workdir, train.run(tiny_config(data_dir), str(workdir))
@@ -66,7 +67,7 @@ def abstract_of(state):
 
 
 def test_sigkill_after_a_checkpoint_then_resume_is_bitwise_identical(
-        reference, data_dir, compile_cache, tmp_path):  # noqa: F811
+        reference, data_dir, compile_cache, tmp_path):
     ref_dir, ref = reference
     workdir = tmp_path / "run"
     overrides = tiny_overrides(data_dir, every=5)
@@ -99,7 +100,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bitwise_identical(
         assert isinstance(json.loads(line), dict)
 
 
-def test_sigterm_finishes_the_step_saves_and_exits_0(data_dir, compile_cache, tmp_path):  # noqa: F811
+def test_sigterm_finishes_the_step_saves_and_exits_0(data_dir, compile_cache, tmp_path):
     workdir = tmp_path / "run"
     overrides = tiny_overrides(data_dir, every=0)     # no periodic saves: only the signal's
     proc = start(overrides, workdir, compile_cache)
@@ -114,7 +115,7 @@ def test_sigterm_finishes_the_step_saves_and_exits_0(data_dir, compile_cache, tm
     assert f"--workdir {workdir}" in out
 
 
-def test_nonfinite_skip_counts_the_step_and_keeps_training(reference, data_dir, tmp_path):  # noqa: F811
+def test_nonfinite_skip_counts_the_step_and_keeps_training(reference, data_dir, tmp_path):
     config = tiny_config(data_dir)
     config.train.poison_step = 3
     result = train.run(config, str(tmp_path))
@@ -130,7 +131,7 @@ def test_nonfinite_skip_counts_the_step_and_keeps_training(reference, data_dir, 
     assert train_records[4]["loss"] != ref_losses[4]
 
 
-def test_nonfinite_stop_names_the_step_and_keeps_last_good_checkpoint(data_dir, tmp_path,  # noqa: F811
+def test_nonfinite_stop_names_the_step_and_keeps_last_good_checkpoint(data_dir, tmp_path,
                                                                        capsys):
     workdir = tmp_path / "run"
     # Logs every 4 steps, so the error (raised at step 4's log) must find step 3 itself;

@@ -22,7 +22,7 @@ import sys
 
 from absl import flags
 
-from scaling.configs import ConfigError, new_flags, parse
+from scaling.configs import new_run_flags, parse_run
 
 
 def _config_overrides(argv: list[str]) -> list[str]:
@@ -49,9 +49,8 @@ def config_arg(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    fv = new_flags(argv, prog="scaling sweep")
-    flags.DEFINE_string("workdir", None, "sweep directory; member K trains in WORKDIR/<name>",
-                        flag_values=fv)
+    fv = new_run_flags(argv, "scaling sweep",
+                       "sweep directory; member K trains in WORKDIR/<name>")
     flags.DEFINE_bool("emit", False, "print one `scaling train` command per member and exit",
                       flag_values=fv)
     if any(a in ("-h", "--help", "-help") for a in argv):
@@ -63,11 +62,7 @@ def main(argv: list[str]) -> int:
         return 2
 
     try:
-        parse(fv, argv, prog="scaling sweep")
-        if fv.config is None:
-            raise ConfigError("--config: required, e.g. --config experiments/sweep.py:tiny")
-        if not fv.workdir:
-            raise ConfigError("--workdir: required, e.g. --workdir runs/sweep")
+        parse_run(fv, argv, "scaling sweep", "experiments/sweep.py:tiny", "runs/sweep")
         from scaling import sweep  # noqa: PLC0415  (JAX only once the flags are good)
         from scaling import train  # noqa: PLC0415
         members = sweep.members(fv.config)

@@ -12,25 +12,18 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import flags
 
-from scaling.configs import ConfigError, new_flags, parse
+from scaling.configs import new_run_flags, parse_run
 
 
 def main(argv: list[str]) -> int:
-    fv = new_flags(argv, prog="scaling train")
-    flags.DEFINE_string("workdir", None, "run directory (config, metrics, checkpoints)",
-                        flag_values=fv)
+    fv = new_run_flags(argv, "scaling train", "run directory (config, metrics, checkpoints)")
     if any(a in ("-h", "--help", "-help") for a in argv):
         print(__doc__)
         print(fv.main_module_help() if hasattr(fv, "main_module_help") else "")
         return 0
     try:
-        parse(fv, argv, prog="scaling train")
-        if fv.config is None:
-            raise ConfigError("--config: required, e.g. --config experiments/gpt2.py:tiny")
-        if not fv.workdir:
-            raise ConfigError("--workdir: required, e.g. --workdir runs/demo")
+        parse_run(fv, argv, "scaling train", "experiments/gpt2.py:tiny", "runs/demo")
         from scaling import train  # heavy imports only once the flags are good
         train.validate(fv.config)
     except ValueError as e:  # ConfigError is a ValueError

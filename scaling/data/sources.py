@@ -118,7 +118,6 @@ def open_split(data_cfg, split: str) -> TextSource:
                                    data_cfg.data_dir)[split]
         return TextSource(records, "text")
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
-    import tensorflow_datasets as tfds
 
     try:
         records = _named_source(data_cfg, split)

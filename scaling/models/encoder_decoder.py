@@ -7,7 +7,6 @@ sinusoidal; blocks are post-LN with no final LayerNorm.
 from __future__ import annotations
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from scaling.blocks import BlockStack, DecoderBlock, EncoderBlock
 from scaling.models.embeddings import PAD_ID, Embeddings
