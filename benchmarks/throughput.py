@@ -17,7 +17,6 @@ import statistics
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +25,7 @@ from scaling.configs import load
 from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_state import TrainState
+from scaling.train_state import make_init_fn
 from scaling.train_step import make_train_step
 
 # Named benchmark configs (issue 9): decoder, byte vocabulary, fp32, no dropout.
@@ -65,10 +64,7 @@ def time_train_step(config, steps: int, warmup: int) -> dict:
              "targets": jnp.asarray(ids[:, 1:], jnp.int32),
              "weights": jnp.ones((batch_size, seq_len), jnp.float32)}
 
-    def init(key):
-        params = nn.unbox(model.init(key, example_batch(spec, 1, seq_len)))["params"]
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), key)
-
+    init = make_init_fn(model, tx, example_batch(spec, 1, seq_len))
     state = jax.jit(init)(jax.random.PRNGKey(0))
     t0 = time.perf_counter()
     compiled = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile()

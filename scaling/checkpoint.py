@@ -45,9 +45,7 @@ import time
 import warnings
 from typing import Any
 
-import flax.linen as nn
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = "checkpoints"
@@ -180,15 +178,13 @@ def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
 
 def abstract_train_state(spec, config):
     """The TrainState as ShapeDtypeStructs (no shardings), from the spec and optimizer."""
-    from scaling.models import abstract_params
+    from scaling.models import build_model, example_batch
     from scaling.optim import make_optimizer
-    from scaling.train_state import TrainState
+    from scaling.train_state import make_init_fn
 
-    params = nn.unbox(abstract_params(spec, config.data.seq_len))
-    tx = make_optimizer(config.optim, config.train.steps)
-    return TrainState(step=jax.ShapeDtypeStruct((), np.int32), params=params,
-                      opt_state=jax.eval_shape(tx.init, params),
-                      rng=jax.eval_shape(lambda: jax.random.PRNGKey(0)))
+    init = make_init_fn(build_model(spec), make_optimizer(config.optim, config.train.steps),
+                        example_batch(spec, 1, min(config.data.seq_len, spec.max_len)))
+    return jax.eval_shape(init, jax.random.PRNGKey(0))
 
 
 def preflight(config, workdir: str, spec) -> Resume | None:

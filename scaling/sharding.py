@@ -28,14 +28,13 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scaling.nn.layers import LOGICAL_AXES
-from scaling.train_state import TrainState
+from scaling.train_state import TrainState, make_init_fn
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the global batch is split over both data-parallel axes
@@ -239,12 +238,7 @@ def train_state_layout(model, tx, init_batch, rng, mesh, rules) -> StateLayout:
       rng: the PRNG key of the run (train.seed).
       mesh, rules: from make_mesh and logical_rules.
     """
-    def init_fn(rng):
-        init_rng, state_rng = jax.random.split(rng)
-        params = nn.unbox(model.init(init_rng, init_batch)["params"])
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          opt_state=tx.init(params), rng=state_rng)
-
+    init_fn = make_init_fn(model, tx, init_batch)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         boxed = jax.eval_shape(lambda r: model.init(r, init_batch)["params"], rng)
         specs, fallbacks = param_specs(boxed, mesh, rules)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 
 @flax.struct.dataclass
@@ -13,3 +15,17 @@ class TrainState:
     params: Any           # float32 master weights
     opt_state: Any        # optax state (AdamW moments, schedule count)
     rng: jax.Array        # base key; step keys are fold_in(rng, step)
+
+
+def make_init_fn(model, tx, init_batch):
+    """`init(rng) -> TrainState`: fresh parameters, optimizer state, step 0.
+
+    The one definition of a new state: run() jits it with output shardings, and
+    `jax.eval_shape` of it gives the abstract state for checkpoints and AOT compiles.
+    """
+    def init(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        params = nn.unbox(model.init(init_rng, init_batch)["params"])
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=tx.init(params), rng=state_rng)
+    return init
