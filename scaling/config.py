@@ -102,6 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel = ml_collections.ConfigDict()
     c.parallel.engine = "jit"           # jit (NamedSharding over a mesh) | pmap
     c.parallel.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    c.parallel.num_devices = 0          # use only the first N devices (0 = all; one process, jit)
     c.parallel.rules = "default"        # rules table name [+ overrides "vocab=none,embed=fsdp"]
     # Multi-process runs (scaling.distributed): SLURM and Cloud TPU pods are detected; else
     # give all three here or as SCALING_COORDINATOR / SCALING_NUM_PROCESSES /

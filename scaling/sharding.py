@@ -125,6 +125,20 @@ def mesh_shape(mesh_cfg, num_devices: int) -> dict[str, int]:
     return sizes
 
 
+def job_devices(num_devices: int = 0, engine: str = "jit") -> list:
+    """The devices a run uses: all of the job's, or its first `num_devices` (one process)."""
+    available = jax.devices()
+    if num_devices == 0:
+        return available
+    if not 0 < num_devices <= len(available):
+        raise ValueError(f"parallel.num_devices: {num_devices} is not in [1, "
+                         f"{len(available)}] (0 = all devices)")
+    if jax.process_count() > 1 or engine != "jit":
+        raise ValueError("parallel.num_devices: selecting devices works with one process and "
+                         "parallel.engine=jit; set it to 0")
+    return available[:num_devices]
+
+
 def make_mesh(mesh_cfg, devices=None) -> jax.sharding.Mesh:
     """A (data, fsdp, tensor) mesh over `devices` (default: all devices of the job).
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from scaling import checkpoint as ckpt_lib
 from scaling import data as data_lib
+from scaling.configs import ConfigError
 from scaling import distributed, pmap_engine, sharding
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, memory_stats
@@ -91,21 +92,26 @@ def run(config, workdir: str) -> dict:
     resume = ckpt_lib.preflight(config, workdir, spec)
     steps, batch_size = config.train.steps, config.train.batch_size
 
-    # ---- 2. Workdir and the resolved config (process 0 writes) ---------------------------
+    # ---- 2. Mesh and logical-axis rules (layout errors are bad input: before any write) --
+    engine = config.parallel.engine
+    try:
+        devices = sharding.job_devices(config.parallel.num_devices, engine)
+        # pmap is pure data parallelism: its state is created on an all-data mesh, then copied.
+        mesh = sharding.make_mesh({"data": -1} if engine == "pmap" else config.parallel.mesh,
+                                  devices)
+        rules = sharding.logical_rules(config.parallel.rules)
+        sharding.check_divisibility(spec, mesh, batch_size, config.train.micro_batches)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    num_devices = mesh.devices.size
+
+    # ---- 3. Workdir and the resolved config (process 0 writes) ---------------------------
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         resolved = config.to_dict()
         resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(resolved, f, indent=1, default=str)
-
-    # ---- 3. Mesh and logical-axis rules -----------------------------------------------------
-    engine = config.parallel.engine
-    # pmap is pure data parallelism: its state is created on an all-data mesh, then copied.
-    mesh = sharding.make_mesh({"data": -1} if engine == "pmap" else config.parallel.mesh)
-    rules = sharding.logical_rules(config.parallel.rules)
-    sharding.check_divisibility(spec, mesh, batch_size, config.train.micro_batches)
-    num_devices = mesh.devices.size
 
     # ---- 4. Data: this host's rows of every global batch --------------------------------
     host = dict(process_index=jax.process_index(), process_count=jax.process_count())

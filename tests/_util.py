@@ -1,6 +1,4 @@
 """Shared helpers for tests that train tiny models through run()."""
-import jax
-
 from scaling import train
 from scaling.configs import load
 
@@ -20,17 +18,11 @@ def tiny_config(family, data_dir, steps=3, **model):
     return config
 
 
-def run_on(config, workdir, devices=None):
-    """run() on all devices, or on `devices` (e.g. one) by narrowing the mesh to them."""
-    if devices is None:
-        return train.run(config, str(workdir))
-    original = train.sharding.make_mesh
-    train.sharding.make_mesh = lambda cfg, d=None: original(cfg, devices)
-    try:
-        return train.run(config, str(workdir))
-    finally:
-        train.sharding.make_mesh = original
+def run_on(config, workdir, num_devices: int = 0):
+    """run() on all devices, or on the first `num_devices` (parallel.num_devices)."""
+    config.parallel.num_devices = num_devices
+    return train.run(config, str(workdir))
 
 
 def run_on_one_device(config, workdir):
-    return run_on(config, workdir, jax.devices()[:1])
+    return run_on(config, workdir, 1)

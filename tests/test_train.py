@@ -118,6 +118,9 @@ def test_nonfinite_step_is_not_applied():
     ("--config.train.micro_batches=3", "train.batch_size"),
     ("--config.optim.lr=0", "optim.lr"),
     ("--config.model.width=130", "model.width"),
+    ("--config.parallel.mesh.data=3", "parallel.mesh"),        # 3 != the 8 test devices
+    ("--config.parallel.num_devices=99", "parallel.num_devices"),
+    ("--config.parallel.mesh.tensor=8", "parallel.mesh.tensor"),  # 4 heads
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_field(override, field, tmp_path, capsys):
     workdir = tmp_path / "run"

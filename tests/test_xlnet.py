@@ -289,14 +289,8 @@ def test_tiny_config_loss_falls(tmp_path):
     config.data.update(seq_len=32, perm_k=2.0)
     config.train.update(steps=30, batch_size=8, log_every=10, eval_every=30, eval_steps=1)
     config.metrics.update(tensorboard=False, device_peak_tflops=1.0)
-    config.parallel.mesh.data = 1
-    devices = jax.devices()[:1]
-    original = train.sharding.make_mesh
-    train.sharding.make_mesh = lambda cfg, d=None: original(cfg, devices)
-    try:
-        result = train.run(config, str(tmp_path))
-    finally:
-        train.sharding.make_mesh = original
+    config.parallel.update(num_devices=1, mesh={"data": 1, "fsdp": 1, "tensor": 1})
+    result = train.run(config, str(tmp_path))
     losses = result["train_losses"]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 0.5, losses

@@ -31,9 +31,10 @@ def main(argv: list[str]) -> int:
         return 2
     from scaling import distributed
     from scaling.checkpoint import CheckpointError
+    from scaling.configs import ConfigError
     try:
         summary = train.run(fv.config, fv.workdir)
-    except (CheckpointError, distributed.DistributedError) as e:
+    except (ConfigError, CheckpointError, distributed.DistributedError) as e:
         # Checked before anything is written or compiled: bad input, or no coordinator.
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
