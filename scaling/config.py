@@ -40,10 +40,12 @@ def model_config() -> ml_collections.ConfigDict:
     m.dtype = "float32"         # compute dtype: float32 | bfloat16 (params stay float32)
     m.scan_layers = False       # lax.scan over identical layers (flat compile time in depth)
     m.remat = "none"            # none | dots | full
-    m.attention_impl = "xla"    # xla (einsum reference) | jax (jax.nn.dot_product_attention,
-                                #   cuDNN flash attention on GPU) | blocked (causal: skips
-                                #   fully masked key blocks; see scaling.nn.attention)
-    m.attention_block = 128     # block length of attention_impl=blocked
+    m.attention_impl = "auto"   # auto (per platform: cpu blocked for causal, gpu jax, tpu
+                                #   splash) | xla (einsum reference) | jax
+                                #   (jax.nn.dot_product_attention, cuDNN flash attention on
+                                #   GPU) | blocked (causal: skips fully masked key blocks) |
+                                #   splash (Pallas TPU kernel); see scaling.nn.attention
+    m.attention_block = 128     # query/key block length of blocked and splash attention
     return m
 
 

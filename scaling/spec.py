@@ -9,13 +9,14 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from scaling.nn.attention import ATTENTION_IMPLS
+
 FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet")
 NORMS = ("pre", "post")
 POSITIONS = ("learned", "sinusoidal", "relative")
 ACTIVATIONS = ("gelu", "relu")
 REMAT = ("none", "dots", "full")
 DTYPES = ("float32", "bfloat16")
-ATTENTION_IMPLS = ("xla", "jax", "blocked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ModelSpec:
     dtype: str = "float32"
     scan_layers: bool = False
     remat: str = "none"
-    attention_impl: str = "xla"
+    attention_impl: str = "auto"
     attention_block: int = 128
     # XLNet only (ignored elsewhere).
     untie_relative_bias: bool = True

@@ -121,7 +121,7 @@ def test_masks_jit_and_combine():
     assert A.combine_masks(None, None) is None
 
 
-@pytest.mark.parametrize("impl", ["jax", "blocked"])
+@pytest.mark.parametrize("impl", ["jax", "blocked", "auto"])
 def test_causal_implementations_match_reference_values_and_gradients(impl):
     q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(4, T=32, S=32))
 
@@ -145,3 +145,53 @@ def test_blocked_attention_computes_fewer_flops():
     flops = {i: (c[0] if isinstance(c, list) else c)["flops"] for i, c in flops.items()}
     # 4 blocks: 10 of the 16 score blocks are computed.
     assert flops["blocked"] < 0.75 * flops["xla"]
+
+
+@pytest.mark.parametrize("kind", ["none", "causal", "padding"])
+def test_splash_kernel_matches_naive_reference(kind):
+    """The Pallas splash kernel (run by the Pallas interpreter on CPU) against numpy loops."""
+    q, k, v = _qkv(5, T=128, S=128, H=2)
+    mask, dense = None, None
+    if kind == "causal":
+        mask, dense = A.CAUSAL, np.tril(np.ones((128, 128), bool))
+    if kind == "padding":
+        valid = np.ones((2, 128), bool)
+        valid[0, 100:] = False
+        valid[1, :] = False  # a row with no visible key returns zeros, as the reference
+        mask = dense = np.asarray(A.padding_mask(jnp.asarray(valid)))
+    got = A.attention(*(jnp.asarray(x, jnp.float32) for x in (q, k, v)),
+                      jnp.asarray(mask) if kind == "padding" else mask, impl="splash", block=128)
+    ref = naive_attention(q, k, v, None if dense is None else np.broadcast_to(dense, (2, 2, 128, 128)))
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_splash_gradients_match_reference():
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(6, T=128, S=128, H=8))
+
+    def grads(fn):
+        return jax.grad(lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v))), argnums=(0, 1, 2))(q, k, v)
+
+    got = grads(lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl="splash", block=128))
+    ref = grads(lambda q, k, v: A.dot_product_attention(q, k, v, A.causal_mask(128)))
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_splash_rejects_what_it_cannot_do():
+    q = jnp.zeros((1, 128, 2, 8))
+    with pytest.raises(ValueError, match="model.attention_impl: 'splash' takes no mask"):
+        A.attention(q, q, q, A.causal_mask(128), impl="splash", block=128)
+    with pytest.raises(ValueError, match="model.attention_block"):
+        A.attention(q, q, q, A.CAUSAL, impl="splash", block=64)
+
+
+def test_auto_picks_per_platform():
+    bias = jnp.zeros((1, 1, 8, 8))
+    assert A.resolve_impl("auto", True, None, 256, 128, "cpu") == "blocked"
+    assert A.resolve_impl("auto", False, None, 256, 128, "cpu") == "xla"
+    assert A.resolve_impl("auto", True, bias, 256, 128, "cpu") == "xla"
+    assert A.resolve_impl("auto", True, None, 256, 128, "gpu") == "jax"
+    assert A.resolve_impl("auto", True, None, 256, 128, "tpu") == "splash"
+    assert A.resolve_impl("auto", True, bias, 256, 128, "tpu") == "xla"
+    assert A.resolve_impl("auto", True, None, 200, 128, "tpu") == "xla"  # no 128-lane tiling
+    assert A.resolve_impl("xla", True, None, 256, 128, "tpu") == "xla"

@@ -36,8 +36,9 @@ def three_step_losses(attention_impl: str) -> list[float]:
     return losses
 
 
-def test_optimized_path_matches_plain_path(monkeypatch):
-    optimized = three_step_losses("blocked")
+@pytest.mark.parametrize("impl", ["auto", "blocked"])
+def test_optimized_path_matches_plain_path(monkeypatch, impl):
+    optimized = three_step_losses(impl)
     # The plain path: no gradient materialization in LayerNorm, einsum reference attention.
     monkeypatch.setattr(functional, "materialize_grad", lambda x: x)
     plain = three_step_losses("xla")

@@ -99,40 +99,121 @@ def causal_blocked_attention(q: Array, k: Array, v: Array, block: int) -> Array:
     return jnp.concatenate(outs, axis=1)
 
 
-ATTENTION_IMPLS = ("xla", "jax", "blocked")
+ATTENTION_IMPLS = ("auto", "xla", "jax", "blocked", "splash")
+
+
+def resolve_impl(impl: str, causal: bool, bias: Array | None, query_length: int,
+                 block: int, platform: str | None = None) -> str:
+    """The implementation "auto" stands for on this platform (others are returned as is).
+
+    cpu: "blocked" for causal self-attention longer than one block (it skips the fully
+      masked key blocks: cpu-small train step -12 %, benchmarks/throughput.py), else "xla".
+    gpu: "jax", i.e. jax.nn.dot_product_attention, which takes cuDNN flash attention
+      where it applies and XLA otherwise.
+    tpu: "splash" (the Pallas splash-attention kernel) where it applies, else "xla".
+    """
+    if impl != "auto":
+        return impl
+    platform = platform or jax.default_backend()
+    if platform == "gpu":
+        return "jax"
+    if platform == "tpu":
+        return "splash" if bias is None and splash_fits(query_length, query_length, block) \
+            else "xla"
+    return "blocked" if causal and bias is None else "xla"
+
+
+def splash_fits(query_length: int, key_length: int, block: int) -> bool:
+    """Whether the splash kernel can tile these lengths: its key blocks are whole multiples
+    of the TPU's 128 lanes."""
+    return block % 128 == 0 and query_length % block == 0 and key_length % block == 0
+
+
+def splash_attention(q: Array, k: Array, v: Array, mask: Array | str | None, block: int,
+                     interpret: bool | None = None) -> Array:
+    """The Pallas splash-attention kernel (TPU; run by the Pallas interpreter elsewhere).
+
+    Supports no mask, CAUSAL, or a key-padding mask [B, 1, 1, S] (turned into segment ids);
+    no bias. Like the reference, a query row with no visible key returns zeros.
+    """
+    from jax.experimental.pallas.ops.tpu.splash_attention import (  # noqa: PLC0415
+        splash_attention_kernel as sk, splash_attention_mask as sm)
+
+    b, t, n, h = q.shape
+    s_len = k.shape[1]
+    if interpret is None:
+        interpret = jax.default_backend() != "tpu"
+    if not splash_fits(t, s_len, block):
+        raise ValueError(f"model.attention_block: splash attention needs a block that is a "
+                         f"multiple of 128 and divides the lengths ({t}, {s_len}), got "
+                         f"{block}; change the block or use attention_impl='xla'")
+    bq, bkv = block, block
+    causal = isinstance(mask, str)
+    head = sm.CausalMask((t, s_len), offset=s_len - t) if causal else sm.FullMask((t, s_len))
+    sizes = sk.BlockSizes(block_q=bq, block_kv=bkv, block_kv_compute=bkv, block_q_dkv=bq,
+                          block_kv_dkv=bkv, block_kv_dkv_compute=bkv, block_q_dq=bq,
+                          block_kv_dq=bkv)
+    kernel = sk.make_splash_mha_single_device(sm.MultiHeadMask([head] * n),
+                                              block_sizes=sizes, interpret=interpret)
+    heads_major = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, T, H], as the kernel
+    q = heads_major(q) / jnp.sqrt(jnp.asarray(h, q.dtype))  # the kernel does not scale
+    k, v = heads_major(k), heads_major(v)
+    if mask is None or causal:
+        out = jax.vmap(kernel)(q, k, v)
+    else:
+        key_valid = jnp.broadcast_to(mask, (b, 1, 1, s_len)).reshape(b, s_len)
+        # Queries are segment 1; valid keys 1 and padding 0, so padding is never attended.
+        segments = sk.SegmentIds(q=jnp.ones((b, t), jnp.int32), kv=key_valid.astype(jnp.int32))
+        out = jax.vmap(lambda q, k, v, seg: kernel(q, k, v, segment_ids=seg))(q, k, v, segments)
+        out = jnp.where(jnp.any(key_valid, -1)[:, None, None, None], out, 0.0)
+    return jnp.swapaxes(out, 1, 2).astype(v.dtype)
+
+
+def _is_key_padding(mask) -> bool:
+    return mask is None or isinstance(mask, str) or (
+        mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[2] == 1)
 
 
 def attention(q: Array, k: Array, v: Array, mask: Array | str | None = None,
-              bias: Array | None = None, impl: str = "xla", block: int = 128) -> Array:
+              bias: Array | None = None, impl: str = "auto", block: int = 128) -> Array:
     """Dispatch to an attention implementation with the same contract as above.
 
     Args:
       mask: a boolean mask, None, or CAUSAL ("causal") for exactly the causal mask of
-        self-attention, which lets "jax" and "blocked" skip the masked half.
-      impl: "xla" is the einsum reference; "jax" calls `jax.nn.dot_product_attention`
-        (cuDNN flash attention on GPU where it applies); "blocked" computes causal
-        attention block by block (see causal_blocked_attention) and is the reference
-        otherwise.
-      block: query/key block length for impl="blocked".
+        self-attention, which lets "jax", "blocked" and "splash" skip the masked half.
+      impl: "auto" picks per platform (see resolve_impl); "xla" is the einsum reference;
+        "jax" calls `jax.nn.dot_product_attention` (cuDNN flash attention on GPU where it
+        applies); "blocked" computes causal attention block by block (see
+        causal_blocked_attention) and is the reference otherwise; "splash" is the Pallas
+        TPU kernel (see splash_attention).
+      block: query/key block length for "blocked" and "splash".
     """
     causal = isinstance(mask, str)
     if causal and mask != CAUSAL:
         raise ValueError(f"mask: unknown {mask!r}; use an array, None or {CAUSAL!r}")
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"model.attention_impl: unknown {impl!r}; allowed: "
+                         + ", ".join(repr(i) for i in ATTENTION_IMPLS))
+    impl = resolve_impl(impl, causal, bias, q.shape[1], block)
+    if impl == "splash":
+        if bias is not None or not _is_key_padding(mask):
+            raise ValueError("model.attention_impl: 'splash' takes no mask, the causal mask "
+                             "or a key-padding mask, and no bias (XLNet's relative "
+                             "attention needs one); use 'auto' or 'xla'")
+        return splash_attention(q, k, v, mask, block)
     if impl == "blocked" and causal and bias is None:
         return causal_blocked_attention(q, k, v, block)
     if impl in ("xla", "blocked"):
         return dot_product_attention(q, k, v, causal_mask(q.shape[1], k.shape[1])
                                      if causal else mask, bias)
-    if impl == "jax":
-        if causal:
-            return jax.nn.dot_product_attention(q, k, v, bias=bias, is_causal=True)
-        out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
-        if mask is not None:  # same fully-masked-row contract as the reference
-            any_key = jnp.any(jnp.broadcast_to(mask, mask.shape[:-1] + (k.shape[1],)), axis=-1)
-            out = jnp.where(jnp.moveaxis(any_key, 1, 2)[..., None], out, 0.0)
-        return out
-    raise ValueError(f"model.attention_impl: unknown {impl!r}; allowed: "
-                     + ", ".join(repr(i) for i in ATTENTION_IMPLS))
+    # impl == "jax"
+    if causal:
+        return jax.nn.dot_product_attention(q, k, v, bias=bias, is_causal=True)
+    out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask)
+    if mask is not None:  # same fully-masked-row contract as the reference
+        any_key = jnp.any(jnp.broadcast_to(mask, mask.shape[:-1] + (k.shape[1],)), axis=-1)
+        out = jnp.where(jnp.moveaxis(any_key, 1, 2)[..., None], out, 0.0)
+    return out
 
 
 def split_heads(x: Array, kernel: Array, bias: Array | None = None) -> Array:

@@ -82,7 +82,7 @@ class MultiHeadAttention(nn.Module):
     num_heads: int
     use_bias: bool = True
     dtype: jnp.dtype = jnp.float32
-    impl: str = "xla"
+    impl: str = "auto"
     block: int = 128
 
     @nn.compact

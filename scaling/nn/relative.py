@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.nn.attention import attention
+from scaling.nn.attention import attention, resolve_impl
 
 Array = jax.Array
 
@@ -109,13 +109,14 @@ def relative_attention(q: Array, k: Array, v: Array, r: Array, r_w_bias: Array,
       r_w_bias, r_r_bias: [N, H] content and position biases.
       mask: boolean, broadcastable to [B, N, T, T]; True where a query may attend a key.
       r_s_bias, seg_embed, segments: the segment term (see `relative_bias`); optional.
-      impl: "xla" (einsum reference) or "jax" (jax.nn.dot_product_attention), as
-        `scaling.nn.attention.attention`.
+      impl: "auto", "xla" (einsum reference) or "jax" (jax.nn.dot_product_attention), as
+        `scaling.nn.attention.attention`; "blocked" and "splash" take no bias.
 
     Returns:
       [B, T, N, H]; a query with no visible key gets zeros (dot_product_attention's rule).
     """
     bias = relative_bias(q, r, r_r_bias, r_s_bias, seg_embed, segments)
+    impl = resolve_impl(impl, False, bias, q.shape[1], q.shape[1])
     if impl == "jax":  # jax.nn.dot_product_attention wants the bias in q's dtype
         bias = bias.astype(q.dtype)
     return attention(q + r_w_bias, k, v, mask=mask, bias=bias, impl=impl)
