@@ -51,6 +51,16 @@ def bench_config(config_path: str, *, seq_len: int, batch: int, dtype: str,
     return config
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """["scan_layers=True", "attention_block=64", "remat=dots"] -> typed model overrides."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value.lower()) if value.lower() in ("true", "false") or \
+            value.replace(".", "", 1).isdigit() else value
+    return out
+
+
 def time_train_step(config, steps: int, warmup: int) -> dict:
     """Median seconds per train step (and min, max) of a single-device jitted step."""
     spec = model_spec(config)
@@ -100,11 +110,7 @@ def main(argv=None) -> int:
     if not args.bench and not args.config:
         args.bench = ["cpu-small"]
 
-    extra = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        extra[key] = json.loads(value.lower()) if value.lower() in ("true", "false") or \
-            value.replace(".", "", 1).isdigit() else value
+    extra = parse_overrides(args.set)
     jobs = [(name, dict(BENCHES[name])) for name in args.bench]
     if args.config:
         jobs.append((args.config, dict(config=args.config, seq_len=args.seq_len,

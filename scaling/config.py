@@ -41,7 +41,7 @@ def model_config() -> ml_collections.ConfigDict:
     m.scan_layers = False       # lax.scan over identical layers (flat compile time in depth)
     m.remat = "none"            # none | dots | full
     m.attention_impl = "auto"   # auto (per platform: cpu blocked for causal, gpu jax, tpu
-                                #   splash) | xla (einsum reference) | jax
+                                #   xla) | xla (einsum reference) | jax
                                 #   (jax.nn.dot_product_attention, cuDNN flash attention on
                                 #   GPU) | blocked (causal: skips fully masked key blocks) |
                                 #   splash (Pallas TPU kernel); see scaling.nn.attention

@@ -77,6 +77,12 @@ class ModelSpec:
         for field in ("num_decoder_layers", "type_vocab_size"):
             if int(getattr(self, field)) < 0:
                 raise ValueError(f"model.{field}: must be >= 0, got {getattr(self, field)!r}")
+        if self.attention_impl == "splash" and self.family == "xlnet":
+            raise ValueError("model.attention_impl: 'splash' takes no attention bias and "
+                             "XLNet's relative attention needs one; use 'auto' or 'xla'")
+        if self.attention_impl == "splash" and self.attention_block % 128:
+            raise ValueError(f"model.attention_block: splash attention needs a multiple of "
+                             f"128, got {self.attention_block}")
         if self.width % self.num_heads:
             raise ValueError(f"model.width: {self.width} is not divisible by model.num_heads="
                              f"{self.num_heads}; choose a width that is a multiple of num_heads")

@@ -125,12 +125,17 @@ def test_gpt2_small_count_by_hand():
     ("mlp_dim", -5, "model.mlp_dim"),
     ("family", "rnn", "model.family"),
     ("remat", "sometimes", "model.remat"),
+    ("attention_impl", "flash", "model.attention_impl"),
+    ({"attention_impl": "splash", "family": "xlnet", "positions": "relative"},
+     None, "model.attention_impl: 'splash' takes no attention bias"),
+    ({"attention_impl": "splash", "attention_block": 96}, None, "model.attention_block"),
 ])
 def test_bad_model_config_names_the_field(field, value, words):
+    fields = field if isinstance(field, dict) else {field: value}
     with pytest.raises(ValueError, match=words):
-        ModelSpec(**{field: value})
+        ModelSpec(**fields)
     with pytest.raises(ValueError) as info:
-        ModelSpec(**{field: value})
+        ModelSpec(**fields)
     assert "\n" not in str(info.value)
 
 
