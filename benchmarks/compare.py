@@ -17,34 +17,19 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from throughput import BENCHES, bench_config, parse_overrides
+from throughput import BENCHES, bench_config, compile_train_step, parse_overrides
 from scaling.hardware import measure_cpu_matmul_peak
-from scaling.models import build_model, example_batch, model_spec
-from scaling.optim import make_optimizer, make_schedule
-from scaling.train_state import make_init_fn
-from scaling.train_step import make_train_step
 
 
 def build(bench: str, overrides: dict, dtype: str):
-    """(compiled step, state, batch, model FLOPs per step) for one variant."""
+    """[compiled step, state, batch, model FLOPs per step] for one variant."""
     job = dict(BENCHES[bench])
     config = bench_config(job.pop("config"), seq_len=job.pop("seq_len"), batch=job.pop("batch"),
                           dtype=dtype, overrides={**job, **overrides})
-    spec = model_spec(config)
-    model = build_model(spec)
-    tx = make_optimizer(config.optim, 1000)
-    b, t = config.train.batch_size, config.data.seq_len
-    ids = np.random.default_rng(0).integers(5, spec.vocab_size, (b, t + 1))
-    batch = {"inputs": jnp.asarray(ids[:, :-1], jnp.int32),
-             "targets": jnp.asarray(ids[:, 1:], jnp.int32),
-             "weights": jnp.ones((b, t), jnp.float32)}
-    state = jax.jit(make_init_fn(model, tx, example_batch(spec, 1, t)))(jax.random.PRNGKey(0))
-    step = jax.jit(make_train_step(model, tx, make_schedule(config.optim, 1000)),
-                   donate_argnums=0).lower(state, batch).compile()
-    return [step, state, batch, spec.train_flops_per_sequence(t) * b]
+    compiled, state, batch, spec, _ = compile_train_step(config)
+    flops = spec.train_flops_per_sequence(config.data.seq_len) * config.train.batch_size
+    return [compiled, state, batch, flops]
 
 
 def main(argv=None) -> int:

@@ -61,8 +61,9 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def time_train_step(config, steps: int, warmup: int) -> dict:
-    """Median seconds per train step (and min, max) of a single-device jitted step."""
+def compile_train_step(config):
+    """The real single-device jitted train step (AdamW; state donated), compiled, with its
+    initial state and a batch of random tokens: (compiled, state, batch, spec, compile_s)."""
     spec = model_spec(config)
     model = build_model(spec)
     tx = make_optimizer(config.optim, 1000)
@@ -78,7 +79,12 @@ def time_train_step(config, steps: int, warmup: int) -> dict:
     state = jax.jit(init)(jax.random.PRNGKey(0))
     t0 = time.perf_counter()
     compiled = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile()
-    compile_s = time.perf_counter() - t0
+    return compiled, state, batch, spec, time.perf_counter() - t0
+
+
+def time_train_step(config, steps: int, warmup: int) -> dict:
+    """Median seconds per train step (and min, max) of a single-device jitted step."""
+    compiled, state, batch, spec, compile_s = compile_train_step(config)
     for _ in range(warmup):
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)

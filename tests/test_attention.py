@@ -187,9 +187,9 @@ def test_splash_rejects_what_it_cannot_do():
 
 def test_auto_picks_per_platform():
     bias = jnp.zeros((1, 1, 8, 8))
-    assert A.resolve_impl("auto", True, None, 256, 128, "cpu") == "blocked"
-    assert A.resolve_impl("auto", False, None, 256, 128, "cpu") == "xla"
-    assert A.resolve_impl("auto", True, bias, 256, 128, "cpu") == "xla"
-    assert A.resolve_impl("auto", True, None, 256, 128, "gpu") == "jax"
-    assert A.resolve_impl("auto", True, None, 256, 128, "tpu") == "xla"  # splash is opt-in
-    assert A.resolve_impl("xla", True, None, 256, 128, "tpu") == "xla"
+    assert A.resolve_impl("auto", True, None, "cpu") == "blocked"
+    assert A.resolve_impl("auto", False, None, "cpu") == "xla"
+    assert A.resolve_impl("auto", True, bias, "cpu") == "xla"
+    assert A.resolve_impl("auto", True, None, "gpu") == "jax"
+    assert A.resolve_impl("auto", True, None, "tpu") == "xla"  # splash is opt-in
+    assert A.resolve_impl("xla", True, None, "tpu") == "xla"

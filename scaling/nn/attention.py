@@ -102,12 +102,13 @@ def causal_blocked_attention(q: Array, k: Array, v: Array, block: int) -> Array:
 ATTENTION_IMPLS = ("auto", "xla", "jax", "blocked", "splash")
 
 
-def resolve_impl(impl: str, causal: bool, bias: Array | None, query_length: int,
-                 block: int, platform: str | None = None) -> str:
+def resolve_impl(impl: str, causal: bool, bias: Array | None,
+                 platform: str | None = None) -> str:
     """The implementation "auto" stands for on this platform (others are returned as is).
 
-    cpu: "blocked" for causal self-attention longer than one block (it skips the fully
-      masked key blocks: cpu-small train step -12 %, benchmarks/throughput.py), else "xla".
+    cpu: "blocked" for causal self-attention without bias (it skips the fully masked key
+      blocks, and is the reference when the sequence is one block: cpu-small train step
+      -6 to -14 % against "xla", benchmarks/compare.py), else "xla".
     gpu: "jax", i.e. jax.nn.dot_product_attention, which takes cuDNN flash attention
       where it applies and XLA otherwise.
     tpu: "xla" for now. The splash kernel is opt-in ("splash"): a pallas_call is not
@@ -124,12 +125,6 @@ def resolve_impl(impl: str, causal: bool, bias: Array | None, query_length: int,
     return "xla"
 
 
-def splash_fits(query_length: int, key_length: int, block: int) -> bool:
-    """Whether the splash kernel can tile these lengths: its key blocks are whole multiples
-    of the TPU's 128 lanes."""
-    return block % 128 == 0 and query_length % block == 0 and key_length % block == 0
-
-
 def splash_attention(q: Array, k: Array, v: Array, mask: Array | str | None, block: int,
                      interpret: bool | None = None) -> Array:
     """The Pallas splash-attention kernel (TPU; run by the Pallas interpreter elsewhere).
@@ -144,16 +139,16 @@ def splash_attention(q: Array, k: Array, v: Array, mask: Array | str | None, blo
     s_len = k.shape[1]
     if interpret is None:
         interpret = jax.default_backend() != "tpu"
-    if not splash_fits(t, s_len, block):
+    # The kernel's key blocks are whole multiples of the TPU's 128 lanes.
+    if block % 128 or t % block or s_len % block:
         raise ValueError(f"model.attention_block: splash attention needs a block that is a "
                          f"multiple of 128 and divides the lengths ({t}, {s_len}), got "
                          f"{block}; change the block or use attention_impl='xla'")
-    bq, bkv = block, block
     causal = isinstance(mask, str)
     head = sm.CausalMask((t, s_len), offset=s_len - t) if causal else sm.FullMask((t, s_len))
-    sizes = sk.BlockSizes(block_q=bq, block_kv=bkv, block_kv_compute=bkv, block_q_dkv=bq,
-                          block_kv_dkv=bkv, block_kv_dkv_compute=bkv, block_q_dq=bq,
-                          block_kv_dq=bkv)
+    sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
+                          block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
+                          block_q_dq=block, block_kv_dq=block)
     kernel = sk.make_splash_mha_single_device(sm.MultiHeadMask([head] * n),
                                               block_sizes=sizes, interpret=interpret)
     heads_major = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, T, H], as the kernel
@@ -195,7 +190,7 @@ def attention(q: Array, k: Array, v: Array, mask: Array | str | None = None,
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"model.attention_impl: unknown {impl!r}; allowed: "
                          + ", ".join(repr(i) for i in ATTENTION_IMPLS))
-    impl = resolve_impl(impl, causal, bias, q.shape[1], block)
+    impl = resolve_impl(impl, causal, bias)
     if impl == "splash":
         if bias is not None or not _is_key_padding(mask):
             raise ValueError("model.attention_impl: 'splash' takes no mask, the causal mask "

@@ -116,7 +116,7 @@ def relative_attention(q: Array, k: Array, v: Array, r: Array, r_w_bias: Array,
       [B, T, N, H]; a query with no visible key gets zeros (dot_product_attention's rule).
     """
     bias = relative_bias(q, r, r_r_bias, r_s_bias, seg_embed, segments)
-    impl = resolve_impl(impl, False, bias, q.shape[1], q.shape[1])
+    impl = resolve_impl(impl, False, bias)
     if impl == "jax":  # jax.nn.dot_product_attention wants the bias in q's dtype
         bias = bias.astype(q.dtype)
     return attention(q + r_w_bias, k, v, mask=mask, bias=bias, impl=impl)
