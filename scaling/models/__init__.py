@@ -1,6 +1,8 @@
 """Model families, built from a ModelSpec; every model maps a batch dict to logits."""
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -45,8 +47,12 @@ def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = No
 
 
 def abstract_params(spec: ModelSpec, seq_len: int = 8):
-    """Parameter shapes (with logical partitioning boxes) without allocating memory."""
-    model = build_model(spec)
+    """Parameter shapes (with logical partitioning boxes) without allocating memory.
+
+    Traced with the einsum attention: the implementation owns no parameters, and a short
+    example length would not fit kernels with length rules (splash: multiples of 128).
+    """
+    model = build_model(dataclasses.replace(spec, attention_impl="xla"))
     batch = example_batch(spec, 1, min(seq_len, spec.max_len), abstract=True)
     return jax.eval_shape(lambda b: model.init(jax.random.PRNGKey(0), b), batch)["params"]
 

@@ -10,6 +10,7 @@ attention logits [B, N, T, S] (usually [B, 1, T, S] or [B, 1, 1, S]).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -111,9 +112,8 @@ def resolve_impl(impl: str, causal: bool, bias: Array | None,
       -6 to -14 % against "xla", benchmarks/compare.py), else "xla".
     gpu: "jax", i.e. jax.nn.dot_product_attention, which takes cuDNN flash attention
       where it applies and XLA otherwise.
-    tpu: "xla" for now. The splash kernel is opt-in ("splash"): a pallas_call is not
-      partitioned by GSPMD, so under a sharded mesh it needs a shard_map wrapper that has
-      not been written or measured on a TPU yet.
+    tpu: "xla" for now. The splash kernel is opt-in ("splash"; run per shard under a mesh,
+      see per_shard) until it has been measured on a TPU.
     """
     if impl != "auto":
         return impl
@@ -165,6 +165,41 @@ def splash_attention(q: Array, k: Array, v: Array, mask: Array | str | None, blo
     return jnp.swapaxes(out, 1, 2).astype(v.dtype)
 
 
+def per_shard(fn, q: Array, k: Array, v: Array, mask: Array | str | None) -> Array:
+    """fn(q, k, v, mask) run once per shard of the current mesh, under jax.shard_map.
+
+    A pallas_call is a kernel for one device: GSPMD cannot partition it, so under a sharded
+    mesh it would run on gathered, unsharded inputs. Here each device runs it on its own
+    batch rows and heads instead, split as the logical rules in force say for "batch" and
+    "heads" (flax's nn.logical_axis_rules, which run() sets with the mesh). Lengths and the
+    head dimension stay whole, since every query needs every key. A dimension the mesh axes
+    do not divide (init traces a batch of one) is left whole. Outside a mesh, or on one
+    device, fn is called directly.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return fn(q, k, v, mask)
+    import flax.linen as nn  # noqa: PLC0415  (the rules live in flax's context)
+
+    def axes_for(logical: str, size: int):
+        spec = nn.logical_to_mesh_axes((logical,)) or (None,)
+        names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+        names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
+        return names if names and size % math.prod(mesh.shape[a] for a in names) == 0 \
+            else None
+
+    batch, heads = axes_for("batch", q.shape[0]), axes_for("heads", q.shape[2])
+    qkv = jax.sharding.PartitionSpec(batch, None, heads, None)
+    if mask is None or isinstance(mask, str):
+        body, args, specs = (lambda q, k, v: fn(q, k, v, mask)), (q, k, v), (qkv,) * 3
+    else:  # a key-padding mask [B, 1, 1, S] splits with the batch
+        mask = jnp.broadcast_to(mask, (q.shape[0],) + mask.shape[1:])
+        body, args = fn, (q, k, v, mask)
+        specs = (qkv,) * 3 + (jax.sharding.PartitionSpec(batch, None, None, None),)
+    return jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=qkv,
+                         check_vma=False)(*args)
+
+
 def _is_key_padding(mask) -> bool:
     return mask is None or isinstance(mask, str) or (
         mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[2] == 1)
@@ -196,7 +231,7 @@ def attention(q: Array, k: Array, v: Array, mask: Array | str | None = None,
             raise ValueError("model.attention_impl: 'splash' takes no mask, the causal mask "
                              "or a key-padding mask, and no bias (XLNet's relative "
                              "attention needs one); use 'auto' or 'xla'")
-        return splash_attention(q, k, v, mask, block)
+        return per_shard(functools.partial(splash_attention, block=block), q, k, v, mask)
     if impl == "blocked" and causal and bias is None:
         return causal_blocked_attention(q, k, v, block)
     if impl in ("xla", "blocked"):
