@@ -2,6 +2,10 @@
 
     python benchmarks/compare.py --bench cpu-small --variant attention_impl=xla \
         --variant attention_impl=auto --rounds 4
+    python benchmarks/compare.py --bench cpu-base --variant donate=true --variant donate=false
+
+A variant is model overrides, plus `donate=true|false` for the train state's buffer donation
+(default: as training does, see scaling.train_step.state_donation).
 
 On a shared 2-core machine, separate benchmark runs drift by ±10 % from one minute to the
 next, more than most single changes are worth. This compiles every variant in one process,
@@ -24,10 +28,12 @@ from scaling.hardware import measure_cpu_matmul_peak
 
 def build(bench: str, overrides: dict, dtype: str):
     """[compiled step, state, batch, model FLOPs per step] for one variant."""
+    overrides = dict(overrides)
+    donate = overrides.pop("donate", None)
     job = dict(BENCHES[bench])
     config = bench_config(job.pop("config"), seq_len=job.pop("seq_len"), batch=job.pop("batch"),
                           dtype=dtype, overrides={**job, **overrides})
-    compiled, state, batch, spec, _ = compile_train_step(config)
+    compiled, state, batch, spec, _ = compile_train_step(config, donate)
     flops = spec.train_flops_per_sequence(config.data.seq_len) * config.train.batch_size
     return [compiled, state, batch, flops]
 

@@ -3,7 +3,8 @@
     python benchmarks/throughput.py --bench cpu-small cpu-base
     python benchmarks/throughput.py --config experiments/gpt2.py:small --batch 8 --dtype bfloat16
 
-Times the real jitted train step (forward, backward, AdamW; state donated) on random tokens
+Times the real jitted train step (forward, backward, AdamW; state donated except on CPU, as
+in training: scaling.train_step.state_donation) on random tokens
 after warm-up, one step at a time (each blocked until done), and reports the median and the
 min-max of N steps. Model FLOPs use 6N + 12·L·T·d (PaLM / nanoGPT). The peak is the
 accelerator's bf16 table entry (scaling.hardware), or on CPU a fp32 matmul probe measured in
@@ -26,7 +27,7 @@ from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
 from scaling.train_state import make_init_fn
-from scaling.train_step import make_train_step
+from scaling.train_step import make_train_step, state_donation
 
 # Named benchmark configs (issue 9): decoder, byte vocabulary, fp32, no dropout.
 BENCHES = {
@@ -61,9 +62,10 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def compile_train_step(config):
-    """The real single-device jitted train step (AdamW; state donated), compiled, with its
-    initial state and a batch of random tokens: (compiled, state, batch, spec, compile_s)."""
+def compile_train_step(config, donate: bool | None = None):
+    """The real single-device jitted train step (AdamW), compiled, with its initial state and
+    a batch of random tokens: (compiled, state, batch, spec, compile_s). The state is donated
+    as run() does (donate=None: state_donation()), or as `donate` says."""
     spec = model_spec(config)
     model = build_model(spec)
     tx = make_optimizer(config.optim, 1000)
@@ -78,7 +80,8 @@ def compile_train_step(config):
     init = make_init_fn(model, tx, example_batch(spec, 1, seq_len))
     state = jax.jit(init)(jax.random.PRNGKey(0))
     t0 = time.perf_counter()
-    compiled = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile()
+    donation = state_donation() if donate is None else ((0,) if donate else ())
+    compiled = jax.jit(step_fn, donate_argnums=donation).lower(state, batch).compile()
     return compiled, state, batch, spec, time.perf_counter() - t0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scaling.train_state import TrainState
-from scaling.train_step import make_eval_step, make_train_step
+from scaling.train_step import make_eval_step, make_train_step, state_donation
 
 AXIS = "batch"
 # in_axes / out_axes of the state: params and optimizer state are per-device copies.
@@ -75,7 +75,7 @@ def make_step(model, tx, schedule, micro_batches: int = 1, nonfinite: str = "ski
     """pmap'd `step(state, batch) -> (state, metrics)`; metrics are unreplicated scalars."""
     step = make_train_step(model, tx, schedule, micro_batches, nonfinite, axis_name=AXIS)
     return jax.pmap(step, axis_name=AXIS, in_axes=(STATE_AXES, 0),
-                    out_axes=(STATE_AXES, None), donate_argnums=0)
+                    out_axes=(STATE_AXES, None), donate_argnums=state_donation())
 
 
 def make_eval(model):

@@ -28,7 +28,7 @@ from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
 from scaling.spec import ModelSpec
-from scaling.train_step import make_eval_step, make_train_step
+from scaling.train_step import make_eval_step, make_train_step, state_donation
 
 # Which objectives each model family can train on.
 OBJECTIVES = {
@@ -205,7 +205,8 @@ def run(config, workdir: str) -> dict:
         first = to_global(next(train_iter))
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
             step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
-                              out_shardings=(state_sh, None), donate_argnums=0)
+                              out_shardings=(state_sh, None),
+                              donate_argnums=state_donation())
             compiled = step_fn.lower(state, first).compile()
             eval_fn = jax.jit(eval_step, in_shardings=(params_sh, batch_sh))
     compile_s = time.perf_counter() - t0
