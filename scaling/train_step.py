@@ -117,7 +117,7 @@ def state_donation(platform: str | None = None) -> tuple[int, ...]:
     accelerators need to fit large models. XLA CPU, though, then copies every moment that the
     parameter update still reads after it was overwritten in place; fresh buffers are faster
     there. Measured in-process A/B (benchmarks/compare.py --variant donate=true
-    --variant donate=false): cpu-small -3 % and cpu-base -10 % step time.
+    --variant donate=false): cpu-small -3 % and cpu-base -9 to -10 % step time.
     """
     platform = platform or jax.default_backend()
     return () if platform == "cpu" else (0,)
