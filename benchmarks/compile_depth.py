@@ -2,8 +2,8 @@
 
     python benchmarks/compile_depth.py --layers 12 48
 
-Lowers and compiles the real train step (GPT-2 small width, T=128, batch 4, one CPU device)
-from abstract shapes; prints seconds per compile. With scan_layers the layer body is
+Lowers and compiles the real train step as run() does (GPT-2 small width, T=128, batch 4,
+one CPU device) from abstract shapes; prints seconds per compile. With scan_layers the layer body is
 compiled once, so compile time should stay flat in depth.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scaling.checkpoint import abstract_train_state
 from scaling.configs import load
 from scaling.models import build_model, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_step import make_train_step
+from scaling.train_step import make_train_step, state_donation
 
 
 def compile_seconds(layers: int, scan: bool, seq_len: int = 128, batch: int = 4) -> float:
@@ -35,7 +35,7 @@ def compile_seconds(layers: int, scan: bool, seq_len: int = 128, batch: int = 4)
                     "weights": jax.ShapeDtypeStruct((batch, seq_len), jnp.float32)}
     step = make_train_step(model, tx, make_schedule(config.optim, config.train.steps))
     t = time.perf_counter()
-    jax.jit(step, donate_argnums=0).lower(state, batch_shapes).compile()
+    jax.jit(step, donate_argnums=state_donation()).lower(state, batch_shapes).compile()
     return time.perf_counter() - t
 
 

@@ -172,30 +172,24 @@ def per_shard(fn, q: Array, k: Array, v: Array, mask: Array | str | None) -> Arr
     mesh it would run on gathered, unsharded inputs. Here each device runs it on its own
     batch rows and heads instead, split as the logical rules in force say for "batch" and
     "heads" (flax's nn.logical_axis_rules, which run() sets with the mesh). Lengths and the
-    head dimension stay whole, since every query needs every key. A dimension the mesh axes
-    do not divide (init traces a batch of one) is left whole. Outside a mesh, or on one
-    device, fn is called directly.
+    head dimension stay whole, since every query needs every key. Mesh axes a dimension
+    cannot use are dropped as for parameters (scaling.sharding.fit_spec; init traces a batch
+    of one). Outside a mesh, or on one device, fn is called directly.
     """
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or mesh.size == 1:
         return fn(q, k, v, mask)
     import flax.linen as nn  # noqa: PLC0415  (the rules live in flax's context)
 
-    def axes_for(logical: str, size: int):
-        spec = nn.logical_to_mesh_axes((logical,)) or (None,)
-        names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
-        names = tuple(a for a in names if a in mesh.axis_names and mesh.shape[a] > 1)
-        return names if names and size % math.prod(mesh.shape[a] for a in names) == 0 \
-            else None
-
-    batch, heads = axes_for("batch", q.shape[0]), axes_for("heads", q.shape[2])
-    qkv = jax.sharding.PartitionSpec(batch, None, heads, None)
+    from scaling.sharding import fit_spec  # noqa: PLC0415  (it imports this package)
+    logical = nn.logical_to_mesh_axes(("batch", None, "heads", None)) or ()
+    qkv, _ = fit_spec(logical, q.shape, mesh)
     if mask is None or isinstance(mask, str):
         body, args, specs = (lambda q, k, v: fn(q, k, v, mask)), (q, k, v), (qkv,) * 3
     else:  # a key-padding mask [B, 1, 1, S] splits with the batch
         mask = jnp.broadcast_to(mask, (q.shape[0],) + mask.shape[1:])
         body, args = fn, (q, k, v, mask)
-        specs = (qkv,) * 3 + (jax.sharding.PartitionSpec(batch, None, None, None),)
+        specs = (qkv,) * 3 + (jax.sharding.PartitionSpec(qkv[0], None, None, None),)
     return jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=qkv,
                          check_vma=False)(*args)
 
