@@ -4,6 +4,7 @@ Axis letters used in every shape and einsum string of this package:
     B  batch                 T  query length           S  key/value length
     N  attention heads       H  head dimension         D  model width
     F  MLP hidden width      V  vocabulary             L  layers
+    M  tokens (B·T flattened, the rows of a projection's matmul)
 
 Masks are boolean with True meaning "may attend", shaped to broadcast against the
 attention logits [B, N, T, S] (usually [B, 1, T, S] or [B, 1, 1, S]).
@@ -15,6 +16,8 @@ import math
 
 import jax
 import jax.numpy as jnp
+
+from scaling.nn import functional as F
 
 Array = jax.Array
 
@@ -242,12 +245,16 @@ def attention(q: Array, k: Array, v: Array, mask: Array | str | None = None,
 
 
 def split_heads(x: Array, kernel: Array, bias: Array | None = None) -> Array:
-    """Project [B, T, D] inputs to [B, T, N, H] heads with a [D, N, H] kernel."""
-    y = jnp.einsum("BTD,DNH->BTNH", x, kernel)
-    return y if bias is None else y + bias
+    """Project [B, T, D] inputs to [B, T, N, H] heads with a [D, N, H] kernel.
+
+    einsum("BTD,DNH->BTNH") computed as one [M, D]·[D, N·H] matmul (see functional.dense).
+    """
+    return F.dense(x, kernel, bias)
 
 
 def merge_heads(y: Array, kernel: Array, bias: Array | None = None) -> Array:
-    """Concatenate [B, T, N, H] heads and project to [B, T, D] with a [N, H, D] kernel."""
-    out = jnp.einsum("BTNH,NHD->BTD", y, kernel)
-    return out if bias is None else out + bias
+    """Concatenate [B, T, N, H] heads and project to [B, T, D] with a [N, H, D] kernel.
+
+    einsum("BTNH,NHD->BTD") computed as one [M, N·H]·[N·H, D] matmul.
+    """
+    return F.dense(y, kernel, bias, in_dims=2)

@@ -139,10 +139,9 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x):
         w = _param(self, "kernel", dense_init, (x.shape[-1], self.features), self.axes)
-        y = jnp.einsum("...D,DE->...E", x, w.astype(self.dtype))
-        if self.use_bias:
-            y = y + _param(self, "bias", zeros, (self.features,), self.axes[-1:]).astype(self.dtype)
-        return y
+        b = (_param(self, "bias", zeros, (self.features,), self.axes[-1:]).astype(self.dtype)
+             if self.use_bias else None)
+        return F.dense(x, w.astype(self.dtype), b)
 
 
 def dropout(x, rate: float, deterministic: bool):
