@@ -97,8 +97,9 @@ ACTIVATIONS = {
 def mlp(x: Array, w_in: Array, b_in: Array | None, w_out: Array, b_out: Array | None,
         activation: str = "gelu") -> Array:
     """The per-vector feed-forward layer: act(x W_in + b_in) W_out + b_out; [B,T,D] -> [B,T,D]."""
-    h = ACTIVATIONS[activation](dense(x, w_in, b_in))
-    return dense(h, w_out, b_out)
+    # The hidden layer stays [M, F]: its GELU backward and bias gradient are then 2-D too.
+    h = ACTIVATIONS[activation](dense(tokens(x), w_in, b_in))
+    return dense(h, w_out, b_out).reshape(x.shape[:-1] + w_out.shape[-1:])
 
 
 def embed(ids: Array, table: Array) -> Array:
