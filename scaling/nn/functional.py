@@ -76,16 +76,50 @@ def layer_norm(x: Array, scale: Array, bias: Array, eps: float = 1e-5) -> Array:
     """y = scale * (x - mean) / sqrt(var + eps) + bias over the last axis.
 
     Statistics are taken in float32 for bf16 inputs; the result has x's dtype. The input's
-    gradient is materialized (see materialize_grad). Computed on [M, D] tokens: the scale
-    and bias gradients then sum over one axis, which XLA CPU does faster (see `dense`).
+    gradient is materialized (see materialize_grad). Computed on [M, D] tokens, with the
+    backward pass written out (see _layer_norm_bwd) so that every sum is a matrix-vector
+    product (see row_mean).
     """
-    shape = x.shape
-    x = materialize_grad(tokens(x))
+    return _layer_norm(materialize_grad(tokens(x)), scale, bias, eps).reshape(x.shape)
+
+
+def row_mean(x: Array) -> Array:
+    """Mean over the last axis of [M, D], as the matrix-vector product x · (1/D).
+
+    XLA CPU turns a reduction into a reduce-window over blocks of 32 and a second reduce
+    (for accuracy), several times slower than Eigen's matrix-vector product: LayerNorm
+    forward + backward on [2048, 384] takes 0.6 instead of 1.6 ms; cpu-base train step
+    -4.5 %, cpu-small within noise (in-process paired A/B against autodiff of the mean).
+    """
+    return x @ jnp.full(x.shape[-1:], 1.0 / x.shape[-1], x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _layer_norm(x: Array, scale: Array, bias: Array, eps: float) -> Array:
+    return _layer_norm_fwd(x, scale, bias, eps)[0]
+
+
+def _layer_norm_fwd(x, scale, bias, eps):
     x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-    z = (x32 - mean) * jax.lax.rsqrt(var + eps)
-    return (z * scale + bias).astype(x.dtype).reshape(shape)
+    centred = x32 - row_mean(x32)[:, None]
+    rstd = jax.lax.rsqrt(row_mean(jnp.square(centred))[:, None] + eps)
+    z = centred * rstd
+    return (z * scale + bias).astype(x.dtype), (z, rstd, scale)
+
+
+def _layer_norm_bwd(eps, residuals, g):
+    """dx = rstd · (dz - mean(dz) - z · mean(dz · z)) with dz = g · scale; sums over M for
+    the scale and bias gradients as ones · [M, D] products."""
+    z, rstd, scale = residuals
+    g32 = g.astype(jnp.float32)
+    dz = g32 * scale
+    dx = rstd * (dz - row_mean(dz)[:, None] - z * row_mean(dz * z)[:, None])
+    ones = jnp.ones(z.shape[:1], jnp.float32)
+    return (dx.astype(g.dtype), (ones @ (g32 * z)).astype(scale.dtype),
+            (ones @ g32).astype(scale.dtype))
+
+
+_layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 ACTIVATIONS = {
