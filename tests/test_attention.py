@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scaling.nn import attention as A
+from scaling.nn import functional
 from scaling.nn.functional import layer_norm, sinusoidal_positions
 
 
@@ -139,6 +140,16 @@ def test_layer_norm_gradients_match_finite_differences():
     _, vjp = jax.vjp(layer_norm, f32(h), f32(gamma), f32(beta))
     for which, got in enumerate(vjp(f32(cot))):
         np.testing.assert_allclose(np.asarray(got), numeric(which), rtol=1e-3, atol=1e-3)
+
+
+def test_layer_norm_sums_ask_for_full_f32_precision():
+    """LayerNorm's sums are dots (functional.row_mean): they must ask for HIGHEST precision,
+    or GPUs run them in TF32 and TPUs in bf16 passes. Checked in the lowered program, since
+    a CPU computes f32 dots exactly either way."""
+    x = jnp.ones((4, 8), jnp.float32)
+    for fn in (functional.row_mean, functional.column_sum):
+        text = jax.jit(fn).lower(x).as_text()
+        assert "dot_general" in text and "HIGHEST" in text, fn.__name__
 
 def test_masks_jit_and_combine():
     f = jax.jit(lambda v: A.combine_masks(A.causal_mask(4), A.padding_mask(v), None))
