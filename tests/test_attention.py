@@ -114,7 +114,6 @@ def test_layer_norm_matches_formula():
     np.testing.assert_allclose(got, gamma * (h - mu) / sigma + beta, rtol=1e-4, atol=1e-4)
 
 
-
 def test_layer_norm_gradients_match_finite_differences():
     """The hand-written backward pass (dx, dscale, dbias) against central differences of the
     numpy formula in float64, for a [B, T, D] input and a random output cotangent."""
@@ -150,6 +149,7 @@ def test_layer_norm_sums_ask_for_full_f32_precision():
     for fn in (functional.row_mean, functional.column_sum):
         text = jax.jit(fn).lower(x).as_text()
         assert "dot_general" in text and "HIGHEST" in text, fn.__name__
+
 
 def test_masks_jit_and_combine():
     f = jax.jit(lambda v: A.combine_masks(A.causal_mask(4), A.padding_mask(v), None))

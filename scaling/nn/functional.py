@@ -30,23 +30,6 @@ def sinusoidal_positions(length: int, width: int, dtype=jnp.float32) -> Array:
     return jnp.asarray(pe, dtype=dtype)
 
 
-@jax.custom_vjp
-def materialize_grad(x: Array) -> Array:
-    """Identity whose gradient is written to memory once instead of being re-fused.
-
-    XLA (CPU) otherwise fuses the chain of residual-stream gradients, i.e. the LayerNorm
-    backward of every later layer, into each consumer of the gradient, such as the
-    transposes that feed weight gradients; that elementwise work grows with depth squared
-    and read 10+ arrays with a strided pattern. Profiled on the 4-layer quick-start model:
-    copy fusions fell from 77 to 28 ms per step and tokens/s rose ~25 %
-    (benchmarks/throughput.py, interleaved A/B runs).
-    """
-    return x
-
-
-materialize_grad.defvjp(lambda x: (x, None), lambda _, g: (jax.lax.optimization_barrier(g),))
-
-
 def tokens(x: Array, feature_dims: int = 1) -> Array:
     """[B, T, ..., *features] -> [M, *features]: every token a row (M = B·T·...)."""
     return x.reshape((-1,) + x.shape[x.ndim - feature_dims:])
@@ -75,12 +58,11 @@ def dense(x: Array, kernel: Array, bias: Array | None = None, in_dims: int = 1) 
 def layer_norm(x: Array, scale: Array, bias: Array, eps: float = 1e-5) -> Array:
     """y = scale * (x - mean) / sqrt(var + eps) + bias over the last axis.
 
-    Statistics are taken in float32 for bf16 inputs; the result has x's dtype. The input's
-    gradient is materialized (see materialize_grad). Computed on [M, D] tokens, with the
-    backward pass written out (see _layer_norm_bwd) so that every sum is a matrix-vector
-    product (see row_mean).
+    Statistics are taken in float32 for bf16 inputs; the result has x's dtype. Computed on
+    [M, D] tokens, with the backward pass written out (see _layer_norm_bwd) so that every
+    sum is a matrix-vector product (see row_mean).
     """
-    return _layer_norm(materialize_grad(tokens(x)), scale, bias, eps).reshape(x.shape)
+    return _layer_norm(tokens(x), scale, bias, eps).reshape(x.shape)
 
 
 def row_mean(x: Array) -> Array:
@@ -117,13 +99,20 @@ def _layer_norm_fwd(x, scale, bias, eps):
 
 def _layer_norm_bwd(eps, residuals, g):
     """dx = rstd · (dz - mean(dz) - z · mean(dz · z)) with dz = g · scale; the scale and
-    bias gradients sum over M with column_sum."""
+    bias gradients sum over M with column_sum.
+
+    dx is written to memory once (optimization_barrier) instead of being re-fused: XLA CPU
+    otherwise fuses the chain of residual-stream gradients, i.e. the LayerNorm backward of
+    every later layer, into each consumer of the gradient; that elementwise work grows with
+    depth squared. Profiled on the 4-layer quick-start model: copy fusions fell from 77 to
+    28 ms per step and tokens/s rose ~25 % (benchmarks/throughput.py, interleaved A/B runs).
+    """
     z, rstd, scale = residuals
     g32 = g.astype(jnp.float32)
     dz = g32 * scale
     dx = rstd * (dz - row_mean(dz)[:, None] - z * row_mean(dz * z)[:, None])
-    return (dx.astype(g.dtype), column_sum(g32 * z).astype(scale.dtype),
-            column_sum(g32).astype(scale.dtype))
+    return (jax.lax.optimization_barrier(dx.astype(g.dtype)),
+            column_sum(g32 * z).astype(scale.dtype), column_sum(g32).astype(scale.dtype))
 
 
 _layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
