@@ -8,7 +8,8 @@ in training: scaling.train_step.state_donation) on random tokens
 after warm-up, one step at a time (each blocked until done), and reports the median and the
 min-max of N steps. Model FLOPs use 6N + 12·L·T·d (PaLM / nanoGPT). The peak is the
 accelerator's bf16 table entry (scaling.hardware), or on CPU a fp32 matmul probe measured in
-this same process just before the steps, so the ratio compares like with like.
+this same process just before the steps, so the ratio compares like with like. Like
+`scaling train`, it first restarts itself once with huge pages for malloc (scaling/hugepages.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from scaling.configs import load
 from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
+from scaling.hugepages import restart_with_huge_pages
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
 from scaling.train_state import make_init_fn
@@ -168,4 +170,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # as `scaling train` does, so steps time alike
     sys.exit(main())

@@ -327,5 +327,7 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
+    from scaling.hugepages import restart_with_huge_pages
+    restart_with_huge_pages()  # once, before JAX starts: see scaling/hugepages.py
     from scaling.commands.train import main
     sys.exit(main(sys.argv[1:]))
