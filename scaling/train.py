@@ -8,6 +8,10 @@ is the same as `scaling train ...`.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m scaling.train`: restart once, before the imports below
+    from scaling.hugepages import restart_with_huge_pages
+    restart_with_huge_pages()  # huge pages for malloc: see scaling/hugepages.py
+
 import json
 import os
 import sys
@@ -327,7 +331,5 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    from scaling.hugepages import restart_with_huge_pages
-    restart_with_huge_pages()  # once, before JAX starts: see scaling/hugepages.py
     from scaling.commands.train import main
     sys.exit(main(sys.argv[1:]))
