@@ -34,7 +34,7 @@ STEP_COMMANDS = ("train", "sweep", "sample")
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and sys.argv[1:2] and sys.argv[1] in STEP_COMMANDS:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] in STEP_COMMANDS:
         # Only as the program's entry point (an in-process caller passes argv).
         from scaling.hugepages import restart_with_huge_pages  # noqa: PLC0415
         restart_with_huge_pages()

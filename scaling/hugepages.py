@@ -74,7 +74,7 @@ def restart_with_huge_pages() -> None:
     Call it first thing in a program's entry point, before JAX starts a backend. Returns
     (doing nothing) when not wanted; otherwise does not return.
     """
-    if not wanted() or not getattr(sys, "orig_argv", None):
+    if not wanted() or not sys.orig_argv:
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -49,7 +49,7 @@ def dense(x: Array, kernel: Array, bias: Array | None = None, in_dims: int = 1) 
     in_shape, out_shape = kernel.shape[:in_dims], kernel.shape[in_dims:]
     assert x.shape[x.ndim - in_dims:] == in_shape, (x.shape, kernel.shape)
     fan_in, fan_out = math.prod(in_shape), math.prod(out_shape)
-    y = tokens(x, in_dims).reshape(-1, fan_in) @ kernel.reshape(fan_in, fan_out)
+    y = x.reshape(-1, fan_in) @ kernel.reshape(fan_in, fan_out)
     if bias is not None:
         y = y + bias.reshape(fan_out)
     return y.reshape(x.shape[:x.ndim - in_dims] + out_shape)
