@@ -28,8 +28,8 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-# Commands that run train or sample steps on the CPU restart once with huge pages for malloc
-# (scaling/hugepages.py: cpu-small +8 % tokens/s).
+# Commands that run train or sample steps restart once with huge pages for malloc, for XLA
+# CPU's per-step buffers (scaling/hugepages.py decides when; harmless on accelerator hosts).
 STEP_COMMANDS = ("train", "sweep", "sample")
 
 
