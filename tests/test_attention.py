@@ -159,21 +159,44 @@ def test_masks_jit_and_combine():
     assert A.combine_masks(None, None) is None
 
 
-@pytest.mark.parametrize("impl", ["jax", "blocked", "auto"])
-def test_causal_implementations_match_reference_values_and_gradients(impl):
+@pytest.mark.parametrize("impl,block", [("jax", 8), ("blocked", 8), ("auto", 8),
+                                        ("blocked", 32)])  # 32: one block, no split
+def test_causal_implementations_match_reference_values_and_gradients(impl, block):
     q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(4, T=32, S=32))
 
     def loss(fn, q, k, v):
         return jnp.sum(jnp.sin(fn(q, k, v)))
 
     ref = lambda q, k, v: A.dot_product_attention(q, k, v, A.causal_mask(32))  # noqa: E731
-    got = lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl=impl, block=8)  # noqa: E731
+    got = lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl=impl, block=block)  # noqa: E731
     np.testing.assert_allclose(np.asarray(got(q, k, v)), np.asarray(ref(q, k, v)),
                                rtol=1e-5, atol=1e-5)
     g_ref = jax.grad(lambda *a: loss(ref, *a), argnums=(0, 1, 2))(q, k, v)
     g_got = jax.grad(lambda *a: loss(got, *a), argnums=(0, 1, 2))(q, k, v)
     for a, b in zip(g_got, g_ref):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_blocked_attention_in_bfloat16_matches_float32_reference():
+    """bf16 q, k, v (as model.dtype=bfloat16 gives): softmax in fp32, outputs and gradients
+    in bf16, within bf16 rounding of the fp32 reference's."""
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(6, T=32, S=32, H=8))
+
+    def loss(fn, q, k, v):
+        return jnp.sum(jnp.sin(fn(q, k, v).astype(jnp.float32)))
+
+    ref = lambda q, k, v: A.dot_product_attention(q, k, v, A.causal_mask(32))  # noqa: E731
+    got = lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl="blocked", block=8)  # noqa: E731
+    low = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+    out = got(*low)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref(q, k, v)),
+                               atol=3e-2)
+    g_ref = jax.grad(lambda *a: loss(ref, *a), argnums=(0, 1, 2))(q, k, v)
+    g_got = jax.grad(lambda *a: loss(got, *a), argnums=(0, 1, 2))(*low)
+    for a, b in zip(g_got, g_ref):
+        assert a.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b), atol=5e-2)
 
 
 def test_blocked_attention_computes_fewer_flops():

@@ -89,18 +89,68 @@ def causal_blocked_attention(q: Array, k: Array, v: Array, block: int) -> Array:
 
     Query block i (positions [i*block, (i+1)*block)) attends only keys [0, (i+1)*block):
     with C blocks that is C(C+1)/2 of the C² score blocks (10 of 16 for C=4), saving work in
-    the score and value matmuls, the softmax and their gradients. Each block is the
-    reference `dot_product_attention`, so the numerics are the same.
+    the score and value matmuls, the softmax and their gradients. Each block runs
+    `causal_softmax_attention`, which equals the reference to float rounding (tested).
+    Heads move next to the batch once, here, rather than once per block inside its einsums.
     """
-    t = q.shape[1]
+    t, h = q.shape[1], q.shape[-1]
+    heads_major = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, T, N, H] -> [B, N, T, H]
+    q = heads_major(q) * jnp.asarray(1 / math.sqrt(h), q.dtype)
+    k, v = heads_major(k), heads_major(v)
     if t % block or t <= block:
-        return dot_product_attention(q, k, v, causal_mask(t))
-    outs = []
-    for i in range(t // block):
-        end = (i + 1) * block
-        outs.append(dot_product_attention(q[:, i * block:end], k[:, :end], v[:, :end],
-                                          causal_mask(block, end)))
-    return jnp.concatenate(outs, axis=1)
+        block = t
+    outs = [causal_softmax_attention(q[:, :, i * block:(i + 1) * block],
+                                     k[:, :, :(i + 1) * block], v[:, :, :(i + 1) * block])
+            for i in range(t // block)]
+    return heads_major(jnp.concatenate(outs, axis=2))
+
+
+@jax.custom_vjp
+def causal_softmax_attention(q: Array, k: Array, v: Array) -> Array:
+    """softmax(Q Kᵀ, causal) V on heads-major [B, N, T, H] q (already scaled by 1/sqrt(H))
+    and [B, N, S, H] k, v, where the T queries are the last T of the S key positions.
+
+    The same math as `dot_product_attention`, with a written-out backward pass that makes
+    fewer passes over the [B, N, T, S] scores, which on CPU cost as much as their matmuls:
+    the forward normalises the [T, H] output instead of the [T, S] probabilities, and the
+    backward takes the softmax's row sums from dO·O ([T, H], FlashAttention's trick) and
+    needs no masking (the saved exp(scores) are exactly 0 at masked keys). cpu-small train
+    step -1.4 to -6.5 % (paired in-process A/B, four runs).
+    """
+    return _causal_softmax_attention_fwd(q, k, v)[0]
+
+
+def _causal_softmax_attention_fwd(q, k, v):
+    t, s = q.shape[2], k.shape[2]
+    logits = jnp.einsum("BNTH,BNSH->BNTS", q, k, preferred_element_type=jnp.float32)
+    visible = jnp.arange(s)[None, :] <= jnp.arange(t)[:, None] + (s - t)
+    logits = jnp.where(visible, logits, -jnp.inf)  # every row sees its own key: max finite
+    e = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # [B, N, T, S]
+    inv_sum = 1.0 / jnp.sum(e, axis=-1, keepdims=True)              # [B, N, T, 1]
+    out = jnp.einsum("BNTS,BNSH->BNTH", e.astype(v.dtype), v,
+                     preferred_element_type=jnp.float32) * inv_sum
+    return out.astype(v.dtype), (q, k, v, e, inv_sum, out)
+
+
+def _causal_softmax_attention_bwd(residuals, d_out):
+    q, k, v, e, inv_sum, out = residuals
+    # With P = e·inv_sum: dV = Pᵀ dO = eᵀ (dO·inv_sum), and the softmax backward
+    # dS = P ∘ (dO Vᵀ - rowsum(dO ∘ O)) = e ∘ (g Vᵀ - rowsum(g ∘ O)) for g = dO·inv_sum.
+    g = d_out.astype(jnp.float32) * inv_sum                       # [B, N, T, H]
+    row = jnp.sum(g * out, axis=-1, keepdims=True)                # [B, N, T, 1]
+    d_probs = jnp.einsum("BNTH,BNSH->BNTS", g.astype(v.dtype), v,
+                         preferred_element_type=jnp.float32)
+    d_logits = e * (d_probs - row)
+    dv = jnp.einsum("BNTS,BNTH->BNSH", e.astype(v.dtype), g.astype(v.dtype),
+                    preferred_element_type=jnp.float32)
+    dq = jnp.einsum("BNTS,BNSH->BNTH", d_logits.astype(k.dtype), k,
+                    preferred_element_type=jnp.float32)
+    dk = jnp.einsum("BNTS,BNTH->BNSH", d_logits.astype(q.dtype), q,
+                    preferred_element_type=jnp.float32)
+    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
+
+
+causal_softmax_attention.defvjp(_causal_softmax_attention_fwd, _causal_softmax_attention_bwd)
 
 
 ATTENTION_IMPLS = ("auto", "xla", "jax", "blocked", "splash")
