@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scaling.train_state import TrainState
-from scaling.train_step import make_eval_step, make_train_step, state_donation
+from scaling.train_step import make_eval_step, make_train_step, param_norm, state_donation
 
 AXIS = "batch"
 # in_axes / out_axes of the state: params and optimizer state are per-device copies.
@@ -76,6 +76,19 @@ def make_step(model, tx, schedule, micro_batches: int = 1, nonfinite: str = "ski
     step = make_train_step(model, tx, schedule, micro_batches, nonfinite, axis_name=AXIS)
     return jax.pmap(step, axis_name=AXIS, in_axes=(STATE_AXES, 0),
                     out_axes=(STATE_AXES, None), donate_argnums=state_donation())
+
+
+def make_param_norm():
+    """pmap'd `param_norm(params)` on the per-device copies: one unreplicated scalar."""
+    # The copies are equal; pmean makes the result unmapped, so out_axes=None may return it.
+    pmapped = jax.pmap(lambda params: jax.lax.pmean(param_norm(params), AXIS),
+                       axis_name=AXIS, out_axes=None)
+
+    def norm(params):
+        with jax.set_mesh(None):  # pmap brings its own mesh (see make_eval)
+            return pmapped(params)
+
+    return norm
 
 
 def make_eval(model):

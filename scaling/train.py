@@ -32,7 +32,7 @@ from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
 from scaling.spec import ModelSpec
-from scaling.train_step import make_eval_step, make_train_step, state_donation
+from scaling.train_step import make_eval_step, make_train_step, param_norm, state_donation
 
 # Which objectives each model family can train on.
 OBJECTIVES = {
@@ -205,6 +205,7 @@ def run(config, workdir: str) -> dict:
         compiled = pmap_engine.make_step(model, tx, schedule, config.train.micro_batches,
                                          config.train.nonfinite).lower(state, first).compile()
         eval_fn = pmap_engine.make_eval(model)
+        param_norm_fn = pmap_engine.make_param_norm()
     else:
         first = to_global(next(train_iter))
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -213,6 +214,7 @@ def run(config, workdir: str) -> dict:
                               donate_argnums=state_donation())
             compiled = step_fn.lower(state, first).compile()
             eval_fn = jax.jit(eval_step, in_shardings=(params_sh, batch_sh))
+            param_norm_fn = jax.jit(param_norm, in_shardings=(params_sh,))
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, list) else cost
@@ -278,7 +280,7 @@ def run(config, workdir: str) -> dict:
                           "accuracy": float(np.mean([m["accuracy"] for m in finite])),
                           "lr": float(host_metrics[-1]["lr"]),
                           "grad_norm": float(host_metrics[-1]["grad_norm"]),
-                          "param_norm": float(host_metrics[-1]["param_norm"]),
+                          "param_norm": float(param_norm_fn(state.params)),
                           "nonfinite_steps": nonfinite}
                 record.update(meter.update(max(elapsed - data_wait, 0.0) / n, data_wait / n, n))
                 record.update(memory_stats())

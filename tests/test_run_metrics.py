@@ -2,9 +2,12 @@
 import glob
 import json
 
+import jax
+import numpy as np
 import pytest
 
-from _util import run_on_one_device, tiny_config
+from _util import run_on, run_on_one_device, tiny_config
+from scaling import pmap_engine
 from scaling.commands import report
 
 TRAIN_KEYS = {"step", "loss", "lr", "grad_norm", "param_norm", "step_time_s", "data_wait_s",
@@ -62,3 +65,18 @@ def test_report_ranks_runs_by_size(two_runs, capsys):
     assert by_run["big"]["params"] > by_run["small"]["params"]
     assert by_run["big"]["flops_per_token"] > by_run["small"]["flops_per_token"]
     assert [r["run"] for r in rows] == ["small", "big"]  # smallest model first
+
+
+@pytest.mark.parametrize("engine, devices", [("jit", 1), ("pmap", 0)])  # 0: all 8
+def test_logged_param_norm_is_the_norm_of_the_final_parameters(engine, devices, data_dir,
+                                                               tmp_path):
+    """param_norm is taken at log steps, outside the step: it must be the state's, in numpy."""
+    config = tiny_config("gpt2", data_dir, steps=2)
+    config.parallel.engine = engine
+    config.train.batch_size = 8
+    out = run_on(config, tmp_path, devices)
+    state = pmap_engine.unreplicate(out["state"]) if engine == "pmap" else out["state"]
+    want = np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64)))
+                       for x in jax.tree.leaves(jax.device_get(state.params))))
+    logged = [r for r in records(tmp_path) if r.get("step") == 2 and "param_norm" in r]
+    assert logged and logged[-1]["param_norm"] == pytest.approx(want, rel=1e-5)
