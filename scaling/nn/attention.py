@@ -94,15 +94,19 @@ def causal_blocked_attention(q: Array, k: Array, v: Array, block: int) -> Array:
     Heads move next to the batch once, here, rather than once per block inside its einsums.
     """
     t, h = q.shape[1], q.shape[-1]
-    heads_major = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, T, N, H] -> [B, N, T, H]
-    q = heads_major(q) * jnp.asarray(1 / math.sqrt(h), q.dtype)
-    k, v = heads_major(k), heads_major(v)
+    q = _heads_major(q) * jnp.asarray(1 / math.sqrt(h), q.dtype)
+    k, v = _heads_major(k), _heads_major(v)
     if t % block or t <= block:
         block = t
     outs = [causal_softmax_attention(q[:, :, i * block:(i + 1) * block],
                                      k[:, :, :(i + 1) * block], v[:, :, :(i + 1) * block])
             for i in range(t // block)]
-    return heads_major(jnp.concatenate(outs, axis=2))
+    return _heads_major(jnp.concatenate(outs, axis=2))
+
+
+def _heads_major(a: Array) -> Array:
+    """[B, T, N, H] <-> [B, N, T, H]: batched matmuls want their batch axes (B, N) first."""
+    return jnp.swapaxes(a, 1, 2)
 
 
 @jax.custom_vjp
@@ -205,9 +209,8 @@ def splash_attention(q: Array, k: Array, v: Array, mask: Array | str | None, blo
                           block_q_dq=block, block_kv_dq=block)
     kernel = sk.make_splash_mha_single_device(sm.MultiHeadMask([head] * n),
                                               block_sizes=sizes, interpret=interpret)
-    heads_major = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731  [B, N, T, H], as the kernel
-    q = heads_major(q) / jnp.sqrt(jnp.asarray(h, q.dtype))  # the kernel does not scale
-    k, v = heads_major(k), heads_major(v)
+    q = _heads_major(q) / jnp.sqrt(jnp.asarray(h, q.dtype))  # the kernel does not scale
+    k, v = _heads_major(k), _heads_major(v)
     if mask is None or causal:
         out = jax.vmap(kernel)(q, k, v)
     else:
@@ -216,7 +219,7 @@ def splash_attention(q: Array, k: Array, v: Array, mask: Array | str | None, blo
         segments = sk.SegmentIds(q=jnp.ones((b, t), jnp.int32), kv=key_valid.astype(jnp.int32))
         out = jax.vmap(lambda q, k, v, seg: kernel(q, k, v, segment_ids=seg))(q, k, v, segments)
         out = jnp.where(jnp.any(key_valid, -1)[:, None, None, None], out, 0.0)
-    return jnp.swapaxes(out, 1, 2).astype(v.dtype)
+    return _heads_major(out).astype(v.dtype)
 
 
 def per_shard(fn, q: Array, k: Array, v: Array, mask: Array | str | None) -> Array:
