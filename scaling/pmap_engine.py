@@ -81,14 +81,8 @@ def make_step(model, tx, schedule, micro_batches: int = 1, nonfinite: str = "ski
 def make_param_norm():
     """pmap'd `param_norm(params)` on the per-device copies: one unreplicated scalar."""
     # The copies are equal; pmean makes the result unmapped, so out_axes=None may return it.
-    pmapped = jax.pmap(lambda params: jax.lax.pmean(param_norm(params), AXIS),
-                       axis_name=AXIS, out_axes=None)
-
-    def norm(params):
-        with jax.set_mesh(None):  # pmap brings its own mesh (see make_eval)
-            return pmapped(params)
-
-    return norm
+    return _outside_run_mesh(jax.pmap(lambda params: jax.lax.pmean(param_norm(params), AXIS),
+                                      axis_name=AXIS, out_axes=None))
 
 
 def make_eval(model):
@@ -98,12 +92,15 @@ def make_eval(model):
     def summed(params, batch):
         return jax.lax.psum(eval_step(params, batch), AXIS)
 
-    pmapped = jax.pmap(summed, axis_name=AXIS, in_axes=(0, 0), out_axes=None)
+    return _outside_run_mesh(jax.pmap(summed, axis_name=AXIS, in_axes=(0, 0), out_axes=None))
 
-    def eval_fn(params, batch):
-        # pmap brings its own device mesh: step outside run()'s jax.set_mesh(mesh) and
-        # logical rules, so the model's logical constraints are no-ops here.
+
+def _outside_run_mesh(pmapped):
+    """`pmapped`, called outside run()'s jax.set_mesh(mesh) and logical rules: pmap brings
+    its own device mesh, and the model's logical constraints are no-ops under it."""
+
+    def call(*args):
         with jax.set_mesh(None), nn.logical_axis_rules(()):
-            return pmapped(params, batch)
+            return pmapped(*args)
 
-    return eval_fn
+    return call

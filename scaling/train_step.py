@@ -54,12 +54,12 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
     def loss_fn(params, batch, rng, total_weight):
         logits = model.apply({"params": params}, _model_inputs(batch), train=True,
                              rngs={"dropout": rng})
-        loss_sum, correct, weight = weighted_cross_entropy(logits, batch["targets"],
-                                                           batch["weights"])
+        loss_sum, correct, _ = weighted_cross_entropy(logits, batch["targets"],
+                                                      batch["weights"])
         # The mean over the whole batch's tokens, so the gradients come out as means: dividing
         # the summed gradients afterwards is one more pass over every parameter-sized array
         # (cpu-small step -2 %, in-process A/B). The total is known before the forward pass.
-        return loss_sum / total_weight, (loss_sum, correct, weight)
+        return loss_sum / total_weight, (loss_sum, correct)
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
@@ -67,12 +67,12 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
         rng = jax.random.fold_in(state.rng, state.step)
         if axis_name is not None:  # pmap: each device draws its own dropout masks
             rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-        total_weight = jnp.sum(batch["weights"].astype(jnp.float32))
+        tokens = jnp.sum(batch["weights"].astype(jnp.float32))  # loss-weighted tokens
         if axis_name is not None:
-            total_weight = jax.lax.psum(total_weight, axis_name)
-        total_weight = jnp.maximum(total_weight, 1.0)
+            tokens = jax.lax.psum(tokens, axis_name)
+        total_weight = jnp.maximum(tokens, 1.0)
         if micro_batches == 1:
-            grads, (loss_sum, correct, weight) = grad_fn(state.params, batch, rng, total_weight)
+            grads, (loss_sum, correct) = grad_fn(state.params, batch, rng, total_weight)
         else:
             split = jax.tree.map(
                 lambda x: x.reshape(micro_batches, x.shape[0] // micro_batches, *x.shape[1:]),
@@ -83,12 +83,11 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
                 g, aux = grad_fn(state.params, micro, jax.random.fold_in(rng, i), total_weight)
                 return jax.tree.map(jnp.add, carry, (g, aux)), None
 
-            zeros = (jax.tree.map(jnp.zeros_like, state.params), (0.0, 0.0, 0.0))
-            (grads, (loss_sum, correct, weight)), _ = jax.lax.scan(
+            zeros = (jax.tree.map(jnp.zeros_like, state.params), (0.0, 0.0))
+            (grads, (loss_sum, correct)), _ = jax.lax.scan(
                 accumulate, zeros, (jnp.arange(micro_batches), split))
         if axis_name is not None:
-            loss_sum, correct, weight, grads = jax.lax.psum(
-                (loss_sum, correct, weight, grads), axis_name)
+            loss_sum, correct, grads = jax.lax.psum((loss_sum, correct, grads), axis_name)
         loss = loss_sum / total_weight
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -109,7 +108,7 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
             "accuracy": correct / total_weight,
             "grad_norm": grad_norm,
             "lr": schedule(state.step),
-            "tokens": weight,
+            "tokens": tokens,
             "nonfinite": (~finite).astype(jnp.int32),
         }
         return new_state, metrics

@@ -166,8 +166,8 @@ def resolve_impl(impl: str, causal: bool, bias: Array | None,
     """The implementation "auto" stands for on this platform (others are returned as is).
 
     cpu: "blocked" for causal self-attention without bias (it skips the fully masked key
-      blocks, and is the reference when the sequence is one block: cpu-small train step
-      -6 to -14 % against "xla", benchmarks/compare.py), else "xla".
+      blocks and has a written-out backward pass: cpu-small train step -6 to -14 % against
+      "xla" before that backward, benchmarks/compare.py), else "xla".
     gpu: "jax", i.e. jax.nn.dot_product_attention, which takes cuDNN flash attention
       where it applies and XLA otherwise.
     tpu: "xla" for now. The splash kernel is opt-in ("splash"; run per shard under a mesh,
