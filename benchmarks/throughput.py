@@ -71,7 +71,8 @@ def compile_train_step(config, donate: bool | None = None):
     spec = model_spec(config)
     model = build_model(spec)
     tx = make_optimizer(config.optim, 1000)
-    step_fn = make_train_step(model, tx, make_schedule(config.optim, 1000))
+    step_fn = make_train_step(model, tx, make_schedule(config.optim, 1000),
+                              config.train.micro_batches)
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
     rng = np.random.default_rng(0)
     ids = rng.integers(5, spec.vocab_size, (batch_size, seq_len + 1))
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median of these)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--micro-batches", type=int, default=1,
+                        help="gradient accumulation steps per update (train.micro_batches)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="model overrides, e.g. --set scan_layers=True remat=dots")
     parser.add_argument("--json", action="store_true")
@@ -133,6 +136,10 @@ def main(argv=None) -> int:
     for name, job in jobs:
         config = bench_config(job.pop("config"), seq_len=job.pop("seq_len"),
                               batch=job.pop("batch"), dtype=args.dtype, overrides={**job, **extra})
+        if args.micro_batches < 1 or config.train.batch_size % args.micro_batches:
+            parser.error(f"--micro-batches {args.micro_batches} must be >= 1 and divide "
+                         f"{name}'s batch of {config.train.batch_size}")
+        config.train.micro_batches = args.micro_batches
         timing = time_train_step(config, args.steps, args.warmup)
         spec = timing["spec"]
         if on_cpu:  # the probe right after the steps, in this process, on the same threads
