@@ -151,6 +151,23 @@ def test_layer_norm_sums_ask_for_full_f32_precision():
         assert "dot_general" in text and "HIGHEST" in text, fn.__name__
 
 
+def test_narrowing_projection_gradients_match_formula():
+    """dense with fan_in > fan_out (the MLP's F -> D) takes its weight gradient as the
+    transposed [O, I] product; both gradients must still be dX = dY Wᵀ and dW = Xᵀ dY
+    (numpy, float64), for a 3-D input and a two-axis kernel."""
+    rng = np.random.default_rng(2)
+    x, w = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(3, 4, 5))   # I = 12 > O = 5
+    dy = rng.normal(size=(2, 5, 5))
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    y, vjp = jax.vjp(lambda x, w: functional.dense(x, w, in_dims=2), f32(x), f32(w))
+    dx, dw = vjp(f32(dy))
+    x2, w2, dy2 = x.reshape(10, 12), w.reshape(12, 5), dy.reshape(10, 5)
+    np.testing.assert_allclose(np.asarray(y).reshape(10, 5), x2 @ w2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dx).reshape(10, 12), dy2 @ w2.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dw).reshape(12, 5), x2.T @ dy2, rtol=1e-5, atol=1e-5)
+    assert dw.shape == w.shape and dx.shape == x.shape
+
+
 def test_masks_jit_and_combine():
     f = jax.jit(lambda v: A.combine_masks(A.causal_mask(4), A.padding_mask(v), None))
     m = np.asarray(f(jnp.array([[1, 1, 1, 0]])))

@@ -1,7 +1,8 @@
 """Performance changes keep the numerics: 3 fp32 training steps of the optimized path
-(projections on [M, D] tokens, LayerNorm with its written-out backward and gradient
-materialization, GELU recomputed in the backward pass, blocked causal attention, no state
-donation on CPU) equal the plain path: einsums, autodiff everywhere, reference attention."""
+(projections on [M, D] tokens, narrowing projections' weight gradients taken transposed,
+LayerNorm with its written-out backward and gradient materialization, GELU recomputed in
+the backward pass, blocked causal attention, no state donation on CPU) equal the plain
+path: einsums, autodiff everywhere, reference attention."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
