@@ -1,9 +1,10 @@
 """Transparent huge pages for the buffers XLA's CPU runtime maps afresh at every step.
 
-XLA's CPU runtime mallocs each execution's temporary buffer (415 MB for the cpu-small train
-step: every activation the backward pass reads) and frees it when the step ends. glibc
-serves an allocation that large with a fresh mmap and unmaps it on free, so at every step the
-kernel faults in and zeroes it again, 4 KiB at a time: ~104k page faults and ~200 ms of
+XLA's CPU runtime mallocs each execution's temporary buffer (every activation the backward
+pass reads: 415 MB for the cpu-small train step when the figures below were measured, 360
+MB now; 1.2 GB for cpu-base) and frees it when the step ends. glibc serves an allocation
+that large with a fresh mmap and unmaps it on free, so at every step the kernel faults in
+and zeroes it again, 4 KiB at a time: ~104k page faults and ~200 ms of
 system time per 1.1 s cpu-small step (getrusage around the step loop). glibc's tunable
 `glibc.malloc.hugetlb=1` makes malloc ask for transparent huge pages on such mappings
 (madvise), so they fault in 2 MiB at a time: 8-17k faults and ~120 ms of system time.
