@@ -149,17 +149,14 @@ def _causal_softmax_attention_bwd(residuals, d_out):
     dq = jnp.einsum("BNTS,BNSH->BNTH", d_logits.astype(k.dtype), k,
                     preferred_element_type=jnp.float32)
     # dV and dK contract over T, the rows of both operands. XLA CPU computes that product
-    # ~1.4x faster as [H, S] than as [S, H] (batched 48 x 64 x 256, one thread), but it
-    # folds a transpose after a dot back into the dot: the barrier keeps the [H, S] form,
-    # and the transpose back fuses into the copy to [B, S, N, H] that follows anyway.
-    # Standalone attention forward + backward -7 % (median), cpu-small train step
-    # x0.981-0.996 (paired rounds, four in-process A/B runs); the same values bit for bit.
-    dv_t, dk_t = jax.lax.optimization_barrier((
-        jnp.einsum("BNTS,BNTH->BNHS", e.astype(v.dtype), g.astype(v.dtype),
-                   preferred_element_type=jnp.float32),
-        jnp.einsum("BNTS,BNTH->BNHS", d_logits.astype(q.dtype), q,
-                   preferred_element_type=jnp.float32)))
-    dv, dk = jnp.swapaxes(dv_t, 2, 3), jnp.swapaxes(dk_t, 2, 3)
+    # ~1.4x faster as [H, S] than as [S, H] (batched 48 x 64 x 256, one thread); the swap
+    # back fuses into the copy to [B, S, N, H] that follows anyway. Standalone attention
+    # forward + backward -7 % (median), cpu-small train step x0.981-0.996 (paired rounds,
+    # four in-process A/B runs); the same values bit for bit.
+    wide = functools.partial(jnp.einsum, "BNTS,BNTH->BNHS", preferred_element_type=jnp.float32)
+    tall = functools.partial(jnp.einsum, "BNTS,BNTH->BNSH", preferred_element_type=jnp.float32)
+    dv = F.transposed_on_cpu(wide, tall, e.astype(v.dtype), g.astype(v.dtype))
+    dk = F.transposed_on_cpu(wide, tall, d_logits.astype(q.dtype), q)
     return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype)
 
 

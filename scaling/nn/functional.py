@@ -57,18 +57,29 @@ def dense(x: Array, kernel: Array, bias: Array | None = None, in_dims: int = 1) 
     return y.reshape(x.shape[:x.ndim - in_dims] + out_shape)
 
 
+def transposed_on_cpu(wide, tall, *operands):
+    """`tall(*operands)`, computed on CPU as `wide(*operands)` with its last two axes swapped.
+
+    For products that XLA CPU runs faster in the other orientation (see narrowing_matmul and
+    the attention backward). XLA folds a transpose after a dot back into the dot, so an
+    optimization barrier keeps the wide form; the swap is one pass over the result. Other
+    platforms compute `tall` directly: their matmul libraries have no such preference.
+    """
+    def cpu(*args):
+        return jnp.swapaxes(jax.lax.optimization_barrier(wide(*args)), -1, -2)
+
+    return jax.lax.platform_dependent(*operands, cpu=cpu, default=tall)
+
+
 @jax.custom_vjp
 def narrowing_matmul(x: Array, w: Array) -> Array:
     """x [M, I] · w [I, O] for I > O (e.g. the MLP's F -> D), with the weight gradient
-    computed as the [O, I] product dYᵀX and transposed, on CPU.
+    computed on CPU as the [O, I] product dYᵀX and transposed (transposed_on_cpu).
 
     XLA CPU computes a weight gradient XᵀdY (contracting the M rows of both) ~1.2x faster
     as the wide [O, I] matrix than as the tall [I, O] one: 190 vs 156 GFLOP/s for cpu-small's
-    [1536, 384], 191 vs 170 for cpu-base's [3072, 768] (2 cores). XLA folds a transpose
-    after a dot back into the dot, so an optimization barrier keeps the [O, I] form; the
-    transpose is one pass over a weight-sized matrix. cpu-small train step x0.969-0.984
-    (paired rounds, five in-process A/B runs), the same losses. Other platforms take the
-    plain product: their matmul libraries have no such preference.
+    [1536, 384], 191 vs 170 for cpu-base's [3072, 768] (2 cores). cpu-small train step
+    x0.969-0.984 (paired rounds, five in-process A/B runs), the same losses.
     """
     return x @ w
 
@@ -79,12 +90,7 @@ def _narrowing_matmul_fwd(x, w):
 
 def _narrowing_matmul_bwd(residuals, dy):
     x, w = residuals
-
-    def wide_then_transpose(dy, x):
-        return jax.lax.optimization_barrier(dy.T @ x).T
-
-    dw = jax.lax.platform_dependent(dy, x, cpu=wide_then_transpose,
-                                    default=lambda dy, x: x.T @ dy)
+    dw = transposed_on_cpu(lambda dy, x: dy.T @ x, lambda dy, x: x.T @ dy, dy, x)
     return dy @ w.T, dw
 
 
