@@ -24,7 +24,7 @@ import jax
 
 from throughput import BENCHES, bench_config, compile_train_step, parse_overrides
 from scaling.hardware import measure_cpu_matmul_peak
-from scaling.hugepages import restart_with_huge_pages
+from scaling import host_malloc
 
 
 def build(bench: str, overrides: dict, dtype: str):
@@ -83,5 +83,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    restart_with_huge_pages()  # as `scaling train` does, so steps time alike
+    host_malloc.setup()  # as `scaling train` does, so steps time alike
     sys.exit(main())

@@ -28,16 +28,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-# Commands that run train or sample steps restart once with huge pages for malloc, for XLA
-# CPU's per-step buffers (scaling/hugepages.py decides when; harmless on accelerator hosts).
+# Commands that run train or sample steps restart once with malloc tunables that keep XLA
+# CPU's per-step buffers for reuse (scaling/host_malloc.py decides when: CPU hosts only).
 STEP_COMMANDS = ("train", "sweep", "sample")
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] in STEP_COMMANDS:
         # Only as the program's entry point (an in-process caller passes argv).
-        from scaling.hugepages import restart_with_huge_pages  # noqa: PLC0415
-        restart_with_huge_pages()
+        from scaling import host_malloc  # noqa: PLC0415
+        host_malloc.setup()
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

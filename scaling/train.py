@@ -9,8 +9,8 @@ is the same as `scaling train ...`.
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m scaling.train`: restart once, before the imports below
-    from scaling.hugepages import restart_with_huge_pages
-    restart_with_huge_pages()  # huge pages for malloc: see scaling/hugepages.py
+    from scaling import host_malloc
+    host_malloc.setup()  # reuse XLA CPU's step buffers: see scaling/host_malloc.py
 
 import json
 import os
