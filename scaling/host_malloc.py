@@ -53,7 +53,11 @@ from importlib import metadata
 REUSE = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(1 << 40)}
 HUGE_PAGES = {"glibc.malloc.hugetlb": "1"}
 THP_MODE_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
-OFF = ("0", "false", "no", "none", "off")
+
+
+def turned_off(environ) -> bool:
+    """SCALING_HOST_MALLOC=0 (or false/no/none/off): leave malloc and dispatch alone."""
+    return environ.get("SCALING_HOST_MALLOC", "1").lower() in ("0", "false", "no", "none", "off")
 
 
 def _thp_mode() -> str:
@@ -106,7 +110,7 @@ def missing_tunables(environ=None, thp_mode: str | None = None,
     when they are already set (by us, in the restarted process, or by the user), or when
     this platform cannot take them (see the module doc)."""
     environ = os.environ if environ is None else environ
-    if environ.get("SCALING_HOST_MALLOC", "1").lower() in OFF:
+    if turned_off(environ):
         return {}
     if (system or platform.system()) != "Linux":
         return {}
@@ -132,7 +136,7 @@ def buffers_reused(environ=None) -> bool:
     """Whether this process's malloc keeps large blocks on the heap (mmap_max=0), so that
     steps should run on the calling thread to allocate from it."""
     environ = os.environ if environ is None else environ
-    if environ.get("SCALING_HOST_MALLOC", "1").lower() in OFF:
+    if turned_off(environ):
         return False
     return parse_tunables(environ.get("GLIBC_TUNABLES", "")).get("glibc.malloc.mmap_max") == "0"
 
