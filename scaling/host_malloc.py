@@ -25,8 +25,9 @@ step; interleaved separate processes): system time per step 30-230 ms -> 0-10 ms
 faults 600-32k -> ~0, median step 859 -> 826 ms on a quiet machine and 931-1119 -> 850-950
 ms when it was busy (seven pairs: faster in six, 947 vs 950 ms in the seventh); cpu-base
 7.17/6.83 s -> 6.60/6.53 s. benchmarks/throughput.py, five interleaved pairs of runs: MFU
-72.2 -> 76.7, 69.6 -> 78.0, 73.6 -> 81.7, 74.8 -> 77.8, 77.7 -> 81.1 %. Either half alone changes nothing (mmap_max=0 with async dispatch: 856-910
-ms; inline steps with mmap'd buffers: 920 ms). Donating the train state on top: no change.
+72.2 -> 76.7, 69.6 -> 78.0, 73.6 -> 81.7, 74.8 -> 77.8, 77.7 -> 81.1 %. Either half alone
+changes nothing (mmap_max=0 with async dispatch: 856-910 ms; inline steps with mmap'd
+buffers: 920 ms). Donating the train state on top: no change.
 
 glibc reads its tunables once, when the process starts, so the `scaling` command and the
 benchmarks re-execute themselves once with GLIBC_TUNABLES extended (same process id, same
