@@ -36,6 +36,7 @@ def make_config(experiment: str, variant: str, family_defaults: dict,
         if row.decoder_layers:
             config.model.num_decoder_layers = row.decoder_layers
     config.data.update(data or {})
-    config.data.seq_len = min(config.data.seq_len, config.model.max_len)
+    config.data.seq_len = min(config.data.seq_len,
+                              config.model.max_len - config.model.get("position_offset", 0))
     config.experiment = f"{experiment}:{variant}"
     return config

@@ -5,7 +5,7 @@ Variants: tiny (trains on a laptop CPU), small, medium, large, xl.
 """
 from experiments._family import make_config
 
-FAMILY = dict(family="decoder", positions="learned", norm="pre", activation="gelu",
+FAMILY = dict(family="decoder", positions="learned", norm="pre", activation="gelu_tanh",
               attention_bias=True, mlp_bias=True, final_norm=True, tie_embeddings=True,
               layer_norm_eps=1e-5)
 # Byte-level vocabulary of the built-in corpus: vocab_size 0 = take the tokenizer's.

@@ -6,8 +6,9 @@ Variants: tiny, base, large.
 from experiments._family import make_config
 from experiments.bert import FAMILY as BERT
 
-FAMILY = dict(BERT, type_vocab_size=1, layer_norm_eps=1e-5)
-TINY = dict(vocab_size=0, num_layers=4, width=128, num_heads=4, mlp_dim=512, max_len=128)
+# Positions start at row 2 (fairseq's padding_idx + 1), as in the published weights.
+FAMILY = dict(BERT, type_vocab_size=1, layer_norm_eps=1e-5, position_offset=2)
+TINY = dict(vocab_size=0, num_layers=4, width=128, num_heads=4, mlp_dim=512, max_len=130)
 
 
 def get_config(variant: str = "tiny"):

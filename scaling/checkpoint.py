@@ -183,7 +183,7 @@ def abstract_train_state(spec, config):
     from scaling.train_state import make_init_fn
 
     init = make_init_fn(build_model(spec), make_optimizer(config.optim, config.train.steps),
-                        example_batch(spec, 1, min(config.data.seq_len, spec.max_len)))
+                        example_batch(spec, 1, min(config.data.seq_len, spec.max_positions)))
     return jax.eval_shape(init, jax.random.PRNGKey(0))
 
 

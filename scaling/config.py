@@ -21,10 +21,12 @@ def model_config() -> ml_collections.ConfigDict:
     m.width = 64                # D, the model width
     m.num_heads = 4             # N; head_dim H = width // num_heads
     m.mlp_dim = 256             # F
-    m.max_len = 128             # positions in a learned table (also the longest sequence)
+    m.max_len = 128             # rows of a learned position table
+    m.position_offset = 0       # position p reads row p + offset (RoBERTa: 2, fairseq's
+                                #   padding_idx + 1); the longest sequence is max_len - offset
     m.positions = "learned"     # learned | sinusoidal
     m.norm = "pre"              # pre (GPT-2) | post (Vaswani, BERT)
-    m.activation = "gelu"       # gelu | relu
+    m.activation = "gelu"       # gelu (exact, erf) | gelu_tanh (tanh approximation) | relu
     m.attention_bias = True     # biases on Q/K/V/O projections
     m.mlp_bias = True           # biases on the two MLP projections
     m.type_vocab_size = 0       # token types (BERT: 2, RoBERTa: 1); encoder only

@@ -14,7 +14,7 @@ from scaling.nn.attention import ATTENTION_IMPLS
 FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet")
 NORMS = ("pre", "post")
 POSITIONS = ("learned", "sinusoidal", "relative")
-ACTIVATIONS = ("gelu", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")  # scaling.nn.functional.ACTIVATIONS
 REMAT = ("none", "dots", "full")
 DTYPES = ("float32", "bfloat16")
 
@@ -32,6 +32,7 @@ class ModelSpec:
     num_heads: int = 4
     mlp_dim: int = 256
     max_len: int = 128
+    position_offset: int = 0
     positions: str = "learned"
     norm: str = "pre"
     activation: str = "gelu"
@@ -74,7 +75,7 @@ class ModelSpec:
             if int(getattr(self, field)) <= 0:
                 raise ValueError(f"model.{field}: must be a positive integer, "
                                  f"got {getattr(self, field)!r}")
-        for field in ("num_decoder_layers", "type_vocab_size"):
+        for field in ("num_decoder_layers", "type_vocab_size", "position_offset"):
             if int(getattr(self, field)) < 0:
                 raise ValueError(f"model.{field}: must be >= 0, got {getattr(self, field)!r}")
         if self.attention_impl == "splash" and self.family == "xlnet":
@@ -83,6 +84,12 @@ class ModelSpec:
         if self.attention_impl == "splash" and self.attention_block % 128:
             raise ValueError(f"model.attention_block: splash attention needs a multiple of "
                              f"128, got {self.attention_block}")
+        if self.position_offset and self.positions != "learned":
+            raise ValueError(f"model.position_offset: only learned position tables have an "
+                             f"offset; got positions={self.positions!r}")
+        if self.position_offset >= self.max_len:
+            raise ValueError(f"model.position_offset: {self.position_offset} leaves no row of "
+                             f"the {self.max_len}-row position table (model.max_len)")
         if self.width % self.num_heads:
             raise ValueError(f"model.width: {self.width} is not divisible by model.num_heads="
                              f"{self.num_heads}; choose a width that is a multiple of num_heads")
@@ -108,6 +115,11 @@ class ModelSpec:
         return cls(**values)
 
     # ---- derived sizes -------------------------------------------------------------
+    @property
+    def max_positions(self) -> int:
+        """The longest sequence the position table serves (rows past the offset)."""
+        return self.max_len - self.position_offset
+
     @property
     def head_dim(self) -> int:
         return self.width // self.num_heads

@@ -56,9 +56,10 @@ def validate(config) -> ModelSpec:
         raise ValueError(f"data.objective: {d.objective!r} does not train a {spec.family} "
                          f"model; use one of {', '.join(OBJECTIVES[spec.family])}")
     longest = max(d.seq_len, d.target_len)
-    if spec.positions == "learned" and longest > spec.max_len:
+    if spec.positions == "learned" and longest > spec.max_positions:
+        offset = f" after model.position_offset={spec.position_offset}" if spec.position_offset else ""
         raise ValueError(f"data.seq_len: {longest} is longer than the model's "
-                         f"{spec.max_len} learned positions (model.max_len)")
+                         f"{spec.max_positions} learned positions (model.max_len{offset})")
     for field in ("log_every", "eval_every", "eval_steps"):
         if t[field] <= 0:
             raise ValueError(f"train.{field}: must be positive, got {t[field]}")

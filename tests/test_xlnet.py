@@ -4,6 +4,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 import pytest
 
 import flax.linen as nn
@@ -212,8 +213,8 @@ def _layer_norm(x, p, eps):
     return (x - mean) / np.sqrt(var + eps) * np.asarray(p["scale"]) + np.asarray(p["bias"])
 
 
-def _gelu(x):
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+def _gelu(x):  # exact GELU, x·Φ(x) (XLNet's default activation)
+    return 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))
 
 
 def test_content_stream_with_identity_order_is_causal_relative_attention():

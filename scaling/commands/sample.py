@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         return 2
     tokenizer = make_tokenizer(config.data)
     prompt = tokenizer.encode(args.prompt)
-    out = generate(build_model(spec), state.params, prompt, max_len=spec.max_len,
+    out = generate(build_model(spec), state.params, prompt, max_len=spec.max_positions,
                    max_new_tokens=args.tokens, rng=jax.random.PRNGKey(args.seed),
                    temperature=args.temperature, top_k=args.top_k, greedy=args.greedy)
     print(f"# {spec.name}, step {step}, "

@@ -30,7 +30,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = None,
                   target_len: int | None = None, abstract: bool = False) -> dict:
     """A batch with the keys and shapes spec's model reads (zeros, or ShapeDtypeStructs)."""
-    t = seq_len or min(spec.max_len, 128)
+    t = seq_len or min(spec.max_positions, 128)
     shapes = {"inputs": (batch_size, t)}
     if spec.family == "encoder":
         shapes.update(token_types=(batch_size, t), input_mask=(batch_size, t))
@@ -53,7 +53,7 @@ def abstract_params(spec: ModelSpec, seq_len: int = 8):
     example length would not fit kernels with length rules (splash: multiples of 128).
     """
     model = build_model(dataclasses.replace(spec, attention_impl="xla"))
-    batch = example_batch(spec, 1, min(seq_len, spec.max_len), abstract=True)
+    batch = example_batch(spec, 1, min(seq_len, spec.max_positions), abstract=True)
     return jax.eval_shape(lambda b: model.init(jax.random.PRNGKey(0), b), batch)["params"]
 
 

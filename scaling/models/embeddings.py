@@ -42,7 +42,8 @@ class Embeddings(nn.Module):
         if s.embed_scale:
             x = x * math.sqrt(s.width)
         if s.positions == "learned":
-            x = x + self.position_table(jnp.arange(length), dtype)[None]
+            rows = jnp.arange(length) + s.position_offset  # RoBERTa: rows 0-1 unused
+            x = x + self.position_table(rows, dtype)[None]
         elif s.positions == "sinusoidal":
             x = x + F.sinusoidal_positions(length, s.width, dtype)[None]
         if s.type_vocab_size:

@@ -161,8 +161,11 @@ _layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 ACTIVATIONS = {
-    # GPT-2 and BERT use the tanh approximation of GELU.
-    "gelu": lambda x: jax.nn.gelu(x, approximate=True),
+    # Exact GELU, x·Φ(x) with the Gaussian CDF from erf: Hugging Face's and fairseq's BERT,
+    # RoBERTa and XLNet, whose published weights are used with it.
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    # The tanh approximation: GPT-2 and Megatron-LM (and Google's original BERT code).
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "relu": jax.nn.relu,
 }
 
