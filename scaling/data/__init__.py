@@ -54,6 +54,9 @@ def validate_data_config(config) -> None:
     if d.objective == "translation" and d.dataset == sources.BUILTIN:
         raise ValueError("data.dataset: translation needs a TFDS translation dataset, "
                          "e.g. 'wmt14_translate/de-en', not 'builtin'")
+    if config.train.batch_size <= 0:
+        raise ValueError(f"train.batch_size: must be a positive number of sequences, got "
+                         f"{config.train.batch_size}")
     if config.train.micro_batches <= 0 or config.train.batch_size % config.train.micro_batches:
         raise ValueError(f"train.batch_size: {config.train.batch_size} is not divisible by "
                          f"train.micro_batches={config.train.micro_batches}")
