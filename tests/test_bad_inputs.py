@@ -29,6 +29,11 @@ CASES = [
      "train.batch_size: must be a positive number", "got 0"),
     (["--config", "experiments/gpt2.py:tiny", "--config.train.batch_size=-4"],
      "train.batch_size: must be a positive number", "got -4"),
+    (["--config", "experiments/gpt2.py:tiny", "--config.data.eval_fraction=1.5"],
+     "data.eval_fraction: the held-out fraction", "got 1.5"),
+    (["--config", "experiments/gpt2.py:tiny", "--config.data.dataset=tiny_shakespeare",
+      "--config.data.data_dir=/nonexistent/tfds"],
+     "data.dataset: 'tiny_shakespeare' is not prepared", "tfds build tiny_shakespeare"),
 ]
 
 

@@ -42,6 +42,9 @@ def validate_data_config(config) -> None:
         raise ValueError(f"data.seq_len: must be positive (mlm: at least 3), got {d.seq_len}")
     if d.target_len < 0:
         raise ValueError(f"data.target_len: must be >= 0 (0 = seq_len), got {d.target_len}")
+    if d.dataset == sources.BUILTIN and not 0.0 < d.eval_fraction < 1.0:
+        raise ValueError(f"data.eval_fraction: the held-out fraction of documents must be in "
+                         f"(0, 1), got {d.eval_fraction}")
     if not 0.0 <= d.mask_rate <= 1.0:
         raise ValueError(f"data.mask_rate: must be in [0, 1], got {d.mask_rate}")
     if not 0.0 < d.noise_density < 1.0:
@@ -64,7 +67,7 @@ def validate_data_config(config) -> None:
         from scaling.data import builtin
         builtin.resolve_corpus(d.corpus)  # raises the data.corpus error when empty
     else:
-        sources.check_dataset_name(d.dataset, d.data_dir)
+        sources.check_prepared(d)  # a known name whose files exist here
 
 
 def make_pipeline(config, split="train", **kwargs):

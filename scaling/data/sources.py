@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 from typing import Iterator
 
@@ -135,12 +136,38 @@ def _named_source(data_cfg, split: str):
     try:
         return tfds.data_source(data_cfg.dataset, split=split, download=False,
                                 data_dir=data_cfg.data_dir or None)
+    except KeyError as e:
+        if "not been generated" not in str(e):  # e.g. a split the dataset does not have
+            raise
+        raise _not_prepared(data_cfg, e) from e
     except (NotImplementedError, AssertionError, FileNotFoundError) as e:
-        where = data_cfg.data_dir or "the TFDS default data dir"
-        raise ValueError(
-            f"data.dataset: {data_cfg.dataset!r} is not prepared as array_record in {where}; "
-            f"prepare it elsewhere (`tfds build {data_cfg.dataset} --file_format=array_record`) "
-            f"and set data.data_dir, or use dataset='builtin' ({type(e).__name__})") from e
+        raise _not_prepared(data_cfg, e) from e
+
+
+def _not_prepared(data_cfg, error: Exception) -> ValueError:
+    where = data_cfg.data_dir or "the TFDS default data dir"
+    return ValueError(
+        f"data.dataset: {data_cfg.dataset!r} is not prepared as array_record in {where}; "
+        f"prepare it on a machine with internet (`tfds build {data_cfg.dataset} "
+        f"--file_format=array_record --data_dir DIR`), then set data.data_dir=DIR, or use "
+        f"dataset='builtin' ({type(error).__name__})")
+
+
+def check_prepared(data_cfg) -> None:
+    """Raises the one-line "not prepared" ValueError before a run writes anything.
+
+    Opens the train split's files (no data is read), so it costs about a second.
+    """
+    if data_cfg.dataset == BUILTIN:
+        return
+    check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
+    absl_logger = logging.getLogger("absl")  # TFDS warns about the missing files first
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        _named_source(data_cfg, "train")
+    finally:
+        absl_logger.setLevel(level)
 
 
 def iter_texts(data_cfg, split: str, limit: int | None = None) -> Iterator[str]:
