@@ -24,7 +24,7 @@ import numpy as np
 from scaling import checkpoint as ckpt_lib
 from scaling import data as data_lib
 from scaling.configs import ConfigError
-from scaling import distributed, pmap_engine, sharding
+from scaling import distributed, pmap_engine, sharding, workdir_lock
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, memory_stats
 from scaling.models import build_model, example_batch, model_spec
@@ -111,8 +111,9 @@ def run(config, workdir: str) -> dict:
     num_devices = mesh.devices.size
 
     # ---- 3. Workdir and the resolved config (process 0 writes) ---------------------------
+    # One writer per workdir: the lock comes before anything is written or cleaned.
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
+        workdir_lock.acquire(workdir)
         resolved = config.to_dict()
         resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -330,6 +331,8 @@ def run(config, workdir: str) -> dict:
     else:
         writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
     writer.close()
+    if jax.process_index() == 0:
+        workdir_lock.release(workdir)
     return {"train_losses": train_losses, "eval": last_eval, "unigram_entropy": baseline,
             "state": state, "spec": spec, "start_step": start_step, "stopped_at": stopped_at,
             "checkpoint_dir": checkpoints.directory}

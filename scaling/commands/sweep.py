@@ -78,9 +78,10 @@ def main(argv: list[str]) -> int:
         return 0
 
     from scaling.checkpoint import CheckpointError  # noqa: PLC0415
+    from scaling.workdir_lock import WorkdirBusy  # noqa: PLC0415
     try:
         summary = sweep.run_sweep(members, fv.workdir)
-    except CheckpointError as e:
+    except (CheckpointError, WorkdirBusy) as e:
         return fail(str(e))
     except FloatingPointError as e:  # train.nonfinite=stop in a member
         print(f"scaling sweep: error: {str(e).splitlines()[0]}", file=sys.stderr)

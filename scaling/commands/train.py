@@ -32,10 +32,12 @@ def main(argv: list[str]) -> int:
     from scaling import distributed
     from scaling.checkpoint import CheckpointError
     from scaling.configs import ConfigError
+    from scaling.workdir_lock import WorkdirBusy
     try:
         summary = train.run(fv.config, fv.workdir)
-    except (ConfigError, CheckpointError, distributed.DistributedError) as e:
-        # Checked before anything is written or compiled: bad input, or no coordinator.
+    except (ConfigError, CheckpointError, distributed.DistributedError, WorkdirBusy) as e:
+        # Checked before anything is written or compiled: bad input, no coordinator, or
+        # another run holding the workdir.
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # train.nonfinite=stop
