@@ -86,6 +86,8 @@ def validate_config(config) -> None:
             raise ValueError(f"checkpoint.{field}: must be >= {low}, got {c[field]}")
     if int(config.train.get("poison_step", 0)) < 0:
         raise ValueError(f"train.poison_step: must be >= 0, got {config.train.poison_step}")
+    if int(config.train.get("poison_steps", 1)) < 1:
+        raise ValueError(f"train.poison_steps: must be >= 1, got {config.train.poison_steps}")
 
 
 def resolved_config(config, spec) -> dict:
@@ -104,6 +106,7 @@ class Resume:
     directory: str          # the checkpoints directory to read
     steps: list[int]        # candidate steps, newest first (restore falls back along these)
     params_only: bool       # fine-tuning: parameters only, fresh optimizer, data and step 0
+    finished: bool = False  # the newest checkpoint is at (or past) train.steps: nothing to do
 
 
 def check_workdir(workdir: str) -> None:
@@ -243,24 +246,50 @@ def preflight(config, workdir: str, spec) -> Resume | None:
                 "optimizer (optim.clip_norm or the optimizer changed?); fine-tune with "
                 f"--config.checkpoint.init_from={workdir} in a new --workdir instead")
         if not params_only:
-            _warn_data_changes(saved_config, config)
+            _report_config_changes(saved_config, resolved_config(config, spec))
         manager.close()
         return Resume(directory=directory, steps=[s for s in steps if s <= step],
-                      params_only=params_only)
+                      params_only=params_only,
+                      finished=not params_only and step >= config.train.steps)
     manager.close()
     raise CheckpointError(f"checkpoint: none of the checkpoints in {directory} is readable "
                           f"(steps {', '.join(map(str, steps))})")
 
 
-def _warn_data_changes(saved_config: dict, config) -> None:
-    """Changing the batch or data order on resume is allowed but no longer exact."""
-    now = config.to_dict()
-    for section, key in (("train", "batch_size"), ("train", "seed"), ("data", "seq_len"),
-                         ("data", "dataset"), ("data", "corpus"), ("data", "shuffle")):
-        before = saved_config.get(section, {}).get(key)
-        if before is not None and before != now[section][key]:
-            warnings.warn(f"resuming with {section}.{key}={now[section][key]!r} (checkpoint: "
-                          f"{before!r}); the data order does not continue exactly")
+# Fields whose change on resume makes the data order differ from an uninterrupted run.
+_DATA_ORDER_FIELDS = ("train.batch_size", "train.seed", "data.seq_len", "data.dataset",
+                      "data.corpus", "data.shuffle")
+
+
+def _report_config_changes(saved_config: dict, config: dict) -> None:
+    """Print each field that differs from the checkpoint's config (process 0).
+
+    A resume may change any field but the model's shapes and the optimizer's structure; the
+    user sees what changed, and what it implies for the schedule and the data order.
+    """
+    before, now = _flatten(saved_config), _flatten(config)
+    changed = [k for k in sorted(set(before) & set(now)) if before[k] != now[k]]
+    if not changed or jax.process_index() != 0:
+        return
+    print("resuming with a changed config: " + ", ".join(
+        f"{k} {before[k]!r} -> {now[k]!r}" for k in changed), flush=True)
+    if "train.steps" in changed:
+        print("  train.steps changed: the learning-rate schedule is recomputed for the new "
+              "length, so the rate at the resumed step differs from before", flush=True)
+    order = [k for k in changed if k in _DATA_ORDER_FIELDS]
+    if order:
+        warnings.warn(f"resuming with {', '.join(order)} changed: the data order does not "
+                      "continue exactly")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- the manager
@@ -413,7 +442,7 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt     # a second Ctrl-C: stop now
+            raise KeyboardInterrupt     # a second Ctrl-C: stop now, abandoning a save
         self.signal_name = signal.Signals(signum).name
         if self._multihost:     # one host alone cannot stop the job at a common step
             print(f"\n{self.signal_name} received on one host of a multi-host job: ignored "

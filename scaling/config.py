@@ -89,8 +89,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_steps = 4
     c.train.nonfinite = "skip"          # non-finite loss/grads: skip the update (counted in
                                         # nonfinite_steps) | stop with an error naming the step
+    c.train.max_skipped_steps = 20      # nonfinite=skip: stop once more steps than this in a
+                                        # row were skipped (each is printed on the console)
     c.train.poison_step = 0             # TESTING HOOK: NaN loss weights in the batch of this
-                                        # step, to exercise train.nonfinite (0 = off)
+                                        # step, to exercise train.nonfinite (0 = off) ...
+    c.train.poison_steps = 1            # ... and of this many steps from it
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3

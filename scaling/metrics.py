@@ -287,3 +287,31 @@ def memory_stats(device=None) -> dict:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         out["host_peak_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
     return out
+
+
+def cut_window(workdir: str, start_step: int, log_every: int) -> dict | None:
+    """The train record that an interruption wrote mid-window, as sums to carry on.
+
+    A run stopped at step 23 with log_every 10 wrote a record averaging steps 21-23; the
+    resumed run's record at step 30 then averages 21-30 (carried sums + its own steps), the
+    same window as an uninterrupted run's. Returns {"loss", "accuracy": sums over the
+    window's finite steps, "n": their count}, or None when start_step ends a whole window.
+    """
+    if start_step % log_every == 0:
+        return None
+    record = None
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            for line in f:
+                r = json.loads(line)
+                if r.get("step") == start_step and "nonfinite_steps" in r:
+                    record = r  # readers keep the latest record of a step
+    except (OSError, ValueError):
+        return None
+    if record is None or record.get("loss") is None:
+        return None
+    window = start_step - (start_step - 1) // log_every * log_every
+    n = window - int(record["nonfinite_steps"])
+    if n <= 0:
+        return None
+    return {"loss": record["loss"] * n, "accuracy": record.get("accuracy", 0.0) * n, "n": n}

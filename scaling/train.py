@@ -26,7 +26,7 @@ from scaling import data as data_lib
 from scaling.configs import ConfigError
 from scaling import distributed, pmap_engine, sharding, workdir_lock
 from scaling.hardware import device_peak_flops
-from scaling.metrics import MetricsWriter, Throughput, memory_stats
+from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
@@ -57,12 +57,15 @@ def validate(config) -> ModelSpec:
                          f"model; use one of {', '.join(OBJECTIVES[spec.family])}")
     longest = max(d.seq_len, d.target_len)
     if spec.positions == "learned" and longest > spec.max_positions:
-        offset = f" after model.position_offset={spec.position_offset}" if spec.position_offset else ""
+        offset = (f" after model.position_offset={spec.position_offset}"
+                  if spec.position_offset else "")
         raise ValueError(f"data.seq_len: {longest} is longer than the model's "
                          f"{spec.max_positions} learned positions (model.max_len{offset})")
     for field in ("log_every", "eval_every", "eval_steps"):
         if t[field] <= 0:
             raise ValueError(f"train.{field}: must be positive, got {t[field]}")
+    if t.max_skipped_steps < 0:
+        raise ValueError(f"train.max_skipped_steps: must be >= 0, got {t.max_skipped_steps}")
     if t.nonfinite not in ("skip", "stop"):
         raise ValueError(f"train.nonfinite: unknown {t.nonfinite!r}; allowed: 'skip', 'stop'")
     ckpt_lib.validate_config(config)
@@ -96,6 +99,12 @@ def run(config, workdir: str) -> dict:
     # (exit 2) before anything is written or deleted.
     resume = ckpt_lib.preflight(config, workdir, spec)
     steps, batch_size = config.train.steps, config.train.batch_size
+    if resume is not None and resume.finished:  # nothing to train: no compile, no writes
+        _log(f"already finished at step {resume.steps[0]} (train.steps={steps}); nothing to "
+             "do. Raise --config.train.steps to train on.")
+        return {"train_losses": [], "eval": {}, "unigram_entropy": None, "state": None,
+                "spec": spec, "start_step": resume.steps[0], "stopped_at": None,
+                "checkpoint_dir": resume.directory}
 
     # ---- 2. Mesh and logical-axis rules (layout errors are bad input: before any write) --
     engine = config.parallel.engine
@@ -158,7 +167,7 @@ def run(config, workdir: str) -> dict:
     # checkpoint is moved aside with a warning and the previous one used.
     checkpoints = ckpt_lib.Checkpoints(workdir, config.checkpoint,
                                        ckpt_lib.resolved_config(config, spec))
-    start_step = 0
+    start_step, window_carry = 0, None
     if resume is not None:
         target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                               state, state_sh)
@@ -172,6 +181,7 @@ def run(config, workdir: str) -> dict:
             state, data_state, start_step = checkpoints.restore(resume, target)
             train_iter.set_state(data_state)
             ckpt_lib.trim_partial_line(os.path.join(workdir, "metrics.jsonl"))
+            window_carry = cut_window(workdir, start_step, config.train.log_every)
             _log(f"resuming from step {start_step} ({checkpoints.directory}/{start_step}); "
                  "metrics.jsonl continues (records after that step are written again; "
                  "readers keep the latest)")
@@ -182,19 +192,38 @@ def run(config, workdir: str) -> dict:
             return pmap_engine.unreplicate(state)
         return state
 
+    skipped = {"checked_to": start_step, "in_a_row": 0}  # steps seen by check_finite
+
     def check_finite(host_metrics, last_step: int) -> None:
-        """train.nonfinite=stop: raise naming the first skipped step, before any save."""
-        if config.train.nonfinite != "stop":
-            return
-        flags = [int(m["nonfinite"]) for m in host_metrics]
-        if any(flags):
-            bad = last_step - len(flags) + 1 + flags.index(1)
+        """Say each skipped (non-finite) step on the console; stop, before any save, at the
+        first one under train.nonfinite=stop or after train.max_skipped_steps in a row.
+
+        Called at log steps and before saves with the steps since the last log step; a step
+        already checked is not counted again.
+        """
+        first = last_step - len(host_metrics) + 1
+        for step, m in enumerate(host_metrics, start=first):
+            if step <= skipped["checked_to"]:
+                continue
+            skipped["checked_to"] = step
+            if not int(m["nonfinite"]):
+                skipped["in_a_row"] = 0
+                continue
+            skipped["in_a_row"] += 1
+            if config.train.nonfinite == "stop":
+                reason = "the run stopped (train.nonfinite=stop)"
+            elif skipped["in_a_row"] > config.train.max_skipped_steps:
+                reason = (f"the run stopped after {skipped['in_a_row']} such steps in a row "
+                          f"(train.max_skipped_steps={config.train.max_skipped_steps})")
+            else:
+                progress.message(f"step {step}: non-finite loss or gradients; update skipped "
+                                 f"({skipped['in_a_row']} in a row)")
+                continue
             checkpoints.close()   # the last good checkpoint stays the latest, committed
             latest = checkpoints.latest_step()
             raise FloatingPointError(
-                f"step {bad}: non-finite loss or gradients; the update was not applied and the "
-                f"run stopped (train.nonfinite=stop); latest checkpoint: "
-                f"{'none' if latest is None else f'step {latest}'}")
+                f"step {step}: non-finite loss or gradients; the update was not applied and "
+                f"{reason}; latest checkpoint: {'none' if latest is None else f'step {latest}'}")
 
     # ---- 6. Compile the step ahead of time (its time and XLA FLOPs are logged) ------------
     train_step = make_train_step(model, tx, schedule, config.train.micro_batches,
@@ -262,7 +291,8 @@ def run(config, workdir: str) -> dict:
     data_state, stopped_at = None, None
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules), ckpt_lib.StopRequest() as stop:
         for step in range(int(state.step) + 1, steps + 1):
-            if step == config.train.poison_step:  # testing hook: a NaN loss at this step
+            poison = config.train.poison_step
+            if poison and poison <= step < poison + config.train.poison_steps:  # testing hook
                 batch = dict(batch, weights=batch["weights"] * np.nan)
             state, metrics = compiled(state, batch)
             pending.append(metrics)
@@ -279,9 +309,13 @@ def run(config, workdir: str) -> dict:
                 n = len(host_metrics)
                 nonfinite = sum(int(m["nonfinite"]) for m in host_metrics)
                 finite = [m for m in host_metrics if not m["nonfinite"]] or host_metrics
+                # Loss and accuracy average the whole log window, also across a resume.
+                carry, window_carry = window_carry or {"loss": 0.0, "accuracy": 0.0, "n": 0}, None
                 record = {"step": step,
-                          "loss": float(np.mean([m["loss"] for m in finite])),
-                          "accuracy": float(np.mean([m["accuracy"] for m in finite])),
+                          "loss": float((carry["loss"] + sum(m["loss"] for m in finite))
+                                        / (carry["n"] + len(finite))),
+                          "accuracy": float((carry["accuracy"] + sum(m["accuracy"] for m in finite))
+                                            / (carry["n"] + len(finite))),
                           "lr": float(host_metrics[-1]["lr"]),
                           "grad_norm": float(host_metrics[-1]["grad_norm"]),
                           "param_norm": float(param_norm_fn(state.params)),
@@ -320,8 +354,9 @@ def run(config, workdir: str) -> dict:
     if data_state is not None:  # the loop ran (a run resumed at its last step has nothing new)
         check_finite(jax.device_get(pending), final_step)
         t = time.perf_counter()
-        checkpoints.save(final_step, host_state(state), data_state)
-        checkpoints.wait()
+        with ckpt_lib.StopRequest():  # Ctrl-C now: the save goes on; a second abandons it
+            checkpoints.save(final_step, host_state(state), data_state)
+            checkpoints.wait()
         meter.mark_unproductive(time.perf_counter() - t, "checkpoint")
     checkpoints.close()
     progress.close()

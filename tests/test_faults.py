@@ -144,3 +144,28 @@ def test_nonfinite_stop_names_the_step_and_keeps_last_good_checkpoint(data_dir, 
     assert err.startswith("scaling train: error: step 3: non-finite loss or gradients"), err
     assert "latest checkpoint: step 2" in err
     assert ckpt_lib.saved_steps(ckpt_lib.checkpoint_dir(str(workdir))) == [2]
+
+
+def test_nonfinite_skip_says_each_skipped_step(data_dir, tmp_path, capsys):
+    code = train_cmd.main(cli_args(tiny_overrides(
+        data_dir, every=0, **{"train.log_every": 4, "train.poison_step": 3,
+                              "train.poison_steps": 2}), tmp_path / "run"))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "step 3: non-finite loss or gradients; update skipped (1 in a row)" in out, out
+    assert "step 4: non-finite loss or gradients; update skipped (2 in a row)" in out, out
+    assert "step 5: non-finite" not in out
+
+
+def test_too_many_skipped_steps_in_a_row_stop_the_run(data_dir, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    code = train_cmd.main(cli_args(tiny_overrides(
+        data_dir, every=2, **{"train.log_every": 4, "train.poison_step": 3,
+                              "train.poison_steps": 10, "train.max_skipped_steps": 2}), workdir))
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err, err
+    assert err.startswith("scaling train: error: step 5: non-finite loss or gradients"), err
+    assert "after 3 such steps in a row (train.max_skipped_steps=2)" in err
+    assert "latest checkpoint: step 4" in err
+    # The save due at step 4 (two skipped steps, under the limit) happened; none after.
+    assert ckpt_lib.saved_steps(ckpt_lib.checkpoint_dir(str(workdir))) == [2, 4]

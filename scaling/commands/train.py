@@ -4,8 +4,8 @@ Any config field can be overridden in the ml_collections way, e.g.
     --config.train.steps=200 --config.optim.lr=1e-3
 Bad input (config, data, mesh, an incompatible checkpoint, an unwritable workdir) exits with
 code 2 and a one-line message before anything is written. A workdir with checkpoints resumes
-from the latest one. SIGTERM/SIGINT finish the step, save a checkpoint and exit 0; a run
-stopped by train.nonfinite=stop exits 1.
+from the latest one. SIGTERM/SIGINT finish the step, save a checkpoint and exit 0; a second
+Ctrl-C abandons that save and exits 130; a run stopped by non-finite steps exits 1.
 """
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ from scaling.configs import new_run_flags, parse_run
 
 
 def main(argv: list[str]) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the loop, or a second one during it or a save
+        print("scaling train: interrupted: a checkpoint save in progress is abandoned; "
+              "committed checkpoints are kept and a rerun resumes from the latest",
+              file=sys.stderr, flush=True)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     fv = new_run_flags(argv, "scaling train", "run directory (config, metrics, checkpoints)")
     if any(a in ("-h", "--help", "-help") for a in argv):
         print(__doc__)
