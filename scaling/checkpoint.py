@@ -226,7 +226,7 @@ def preflight(config, workdir: str, spec) -> Resume | None:
             saved_config = dict(saved["config"])
             metadata = manager.item_metadata(step)["state"]
             saved_params = _flat_shapes(metadata["params"])
-            saved_opt = sorted(_flat_shapes(metadata["opt_state"]).values())
+            saved_opt = _flat_shapes(metadata["opt_state"])
         except Exception as e:  # noqa: BLE001  (any unreadable file: try the previous step)
             warnings.warn(f"checkpoint {directory}/{step} is unreadable "
                           f"({type(e).__name__}); trying an older one")
@@ -240,11 +240,13 @@ def preflight(config, workdir: str, spec) -> Resume | None:
                     f"fine-tune from its parameters in a new --workdir with "
                     f"--config.checkpoint.init_from={workdir}")
         _compare_params(saved_params, _flat_shapes(abstract.params), where)
-        if not params_only and saved_opt != sorted(_flat_shapes(abstract.opt_state).values()):
+        if not params_only and saved_opt != _flat_shapes(abstract.opt_state):
+            changed = _optimizer_fields_changed(saved_config, config)
             raise CheckpointError(
-                f"checkpoint: the optimizer state of {where} does not match --config's "
-                "optimizer (optim.clip_norm or the optimizer changed?); fine-tune with "
-                f"--config.checkpoint.init_from={workdir} in a new --workdir instead")
+                f"checkpoint: the optimizer state of {where} has another structure than "
+                f"--config's optimizer ({changed or 'the optimizer changed'}); resume with the "
+                "checkpoint's optimizer settings, or start from its parameters in a new "
+                f"--workdir with --config.checkpoint.init_from={workdir}")
         if not params_only:
             _report_config_changes(saved_config, resolved_config(config, spec))
         manager.close()
@@ -254,6 +256,13 @@ def preflight(config, workdir: str, spec) -> Resume | None:
     manager.close()
     raise CheckpointError(f"checkpoint: none of the checkpoints in {directory} is readable "
                           f"(steps {', '.join(map(str, steps))})")
+
+
+def _optimizer_fields_changed(saved_config: dict, config) -> str:
+    """'optim.clip_norm 1.0 -> 0.0' for each optimizer field that differs (for errors)."""
+    before, now = saved_config.get("optim", {}), config.optim.to_dict()
+    return ", ".join(f"optim.{k} {before[k]!r} -> {now[k]!r}" for k in sorted(now)
+                     if k in before and before[k] != now[k])
 
 
 # Fields whose change on resume makes the data order differ from an uninterrupted run.
