@@ -35,7 +35,9 @@ every host reads the same number of batches, so their positions agree.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -48,6 +50,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from scaling import fingerprint
+
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints.corrupt"
 
@@ -59,6 +63,18 @@ NON_SHAPE_MODEL_FIELDS = ("name", "dtype", "remat", "attention_impl", "dropout",
 
 class CheckpointError(ValueError):
     """Bad input about checkpoints or the workdir: a one-line message, exit code 2."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, ...): a one-line message, exit code 3."""
+
+
+class _OrbaxWriteErrors(logging.Filter):
+    """Drops orbax's own multi-line reports of a failed background write: the run reports
+    it once, in one line (Checkpoints.check)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -106,7 +122,8 @@ class Resume:
     directory: str          # the checkpoints directory to read
     steps: list[int]        # candidate steps, newest first (restore falls back along these)
     params_only: bool       # fine-tuning: parameters only, fresh optimizer, data and step 0
-    finished: bool = False  # the newest checkpoint is at (or past) train.steps: nothing to do
+    damaged: list[int] = dataclasses.field(default_factory=list)  # unreadable newer steps,
+                            # moved aside by the restore (never resumed from, never kept)
 
 
 def check_workdir(workdir: str) -> None:
@@ -252,7 +269,7 @@ def preflight(config, workdir: str, spec) -> Resume | None:
         manager.close()
         return Resume(directory=directory, steps=[s for s in steps if s <= step],
                       params_only=params_only,
-                      finished=not params_only and step >= config.train.steps)
+                      damaged=[] if params_only else [s for s in steps if s > step])
     manager.close()
     raise CheckpointError(f"checkpoint: none of the checkpoints in {directory} is readable "
                           f"(steps {', '.join(map(str, steps))})")
@@ -319,6 +336,9 @@ class Checkpoints:
         self.config_dict = config_dict
         self.every = int(ckpt_cfg.every)
         self.save_seconds = 0.0     # blocking time of saves (async writes continue after)
+        self._saving = None         # the step of the last save started
+        self._log_filter = _OrbaxWriteErrors()
+        logging.getLogger("absl").addFilter(self._log_filter)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -336,10 +356,15 @@ class Checkpoints:
         if step in self.manager.all_steps():
             return 0.0
         t = time.perf_counter()
-        self.manager.save(step, force=True, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave({"train": data_state, "step": int(step)}),
-            config=ocp.args.JsonSave(self.config_dict)))
+        self.wait()  # the previous write committed (orbax would wait too), or its error
+        self._check_space(step, state)
+        self._saving = step
+        with self._write_errors():
+            self.manager.save(step, force=True, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=ocp.args.JsonSave({"train": data_state, "step": int(step),
+                                        "fingerprints": fingerprint.fingerprints(state)}),
+                config=ocp.args.JsonSave(self.config_dict)))
         seconds = time.perf_counter() - t
         self.save_seconds += seconds
         return seconds
@@ -358,19 +383,25 @@ class Checkpoints:
         """
         source = self.manager if resume.directory == self.directory else _manager(
             resume.directory, read_only=True)
+        if resume.damaged and source is self.manager:
+            self._set_aside(resume.damaged)  # unreadable in preflight: never resumed from
         failed = []
         for step in resume.steps:
             try:
+                saved = dict(source.restore(step, args=ocp.args.Composite(
+                    data=ocp.args.JsonRestore()))["data"]).get("fingerprints", {})
                 if resume.params_only:
                     item = {"params": abstract_state.params}
                     out = source.restore(step, args=ocp.args.Composite(
                         state=ocp.args.PyTreeRestore(
                             item=item, partial_restore=True,
                             restore_args=ocp.checkpoint_utils.construct_restore_args(item))))
+                    _verify({"params": out["state"]["params"]}, saved)
                     return abstract_state.replace(params=out["state"]["params"]), None, 0
                 out = source.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state),
                     data=ocp.args.JsonRestore()))
+                _verify(out["state"], saved)
             except Exception as e:  # noqa: BLE001  (a damaged step: fall back to the previous)
                 warnings.warn(f"checkpoint {resume.directory}/{step} failed to restore "
                               f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
@@ -380,10 +411,17 @@ class Checkpoints:
             if failed and source is self.manager:
                 self._set_aside(failed)
             return out["state"], dict(out["data"])["train"], step
-        raise RuntimeError(f"no checkpoint in {resume.directory} could be restored (steps "
-                           f"{', '.join(map(str, failed))}); move them away to start afresh")
+        if source is self.manager:
+            self._set_aside(failed)
+        raise CheckpointError(
+            f"checkpoint: no checkpoint in {resume.directory} could be restored (steps "
+            f"{', '.join(map(str, failed))}"
+            + (f", moved to {self.corrupt_dir}" if source is self.manager else "")
+            + "); a rerun starts afresh")
 
     def _set_aside(self, steps: list[int]) -> None:
+        if not steps:
+            return
         """Move damaged steps out of the manager's directory (kept for inspection).
 
         They are newer than the restored step, so the resumed run would save over them.
@@ -399,12 +437,74 @@ class Checkpoints:
             multihost_utils.sync_global_devices("scaling.checkpoint.set_aside")
         self.manager.reload()
 
+    def _check_space(self, step: int, state) -> None:
+        """Refuse to start a save that cannot fit: the size of the last checkpoint (or of the
+        state's arrays, before the first) against the free space, with 10 % to spare."""
+        kept = saved_steps(self.directory)
+        if kept:
+            need = _du(os.path.join(self.directory, str(kept[-1])))
+        else:  # this process's shards of the state
+            need = sum(sum(s.data.nbytes for s in x.addressable_shards)
+                       for x in jax.tree.leaves(state) if hasattr(x, "addressable_shards"))
+        free = shutil.disk_usage(self.directory).free
+        if free < 1.1 * need:
+            self.close()
+            raise CheckpointWriteError(
+                f"checkpoint: not enough space to save step {step} in {self.directory}: "
+                f"{free / 1e6:,.1f} MB free, about {1.1 * need / 1e6:,.1f} MB needed; "
+                + (f"the checkpoint of step {kept[-1]} is kept: " if kept else "")
+                + "make room and rerun the same command to resume")
+
+    def check(self) -> None:
+        """Raise CheckpointWriteError if a background save failed (a host-side check, cheap
+        enough for every step boundary)."""
+        with self._write_errors():
+            self.manager.check_for_errors()
+
     def wait(self) -> None:
         """Block until the last save is committed."""
-        self.manager.wait_until_finished()
+        with self._write_errors():
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
+        logging.getLogger("absl").removeFilter(self._log_filter)
         self.manager.close()
+
+    @contextlib.contextmanager
+    def _write_errors(self):
+        """Turn orbax's failure to write into one line: what, where, the space, what is kept."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001  (any write failure: disk, permissions, I/O)
+            try:
+                self.manager.close()
+            except Exception:  # noqa: BLE001  (the failed write may fail the close too)
+                pass
+            logging.getLogger("absl").removeFilter(self._log_filter)
+            kept = saved_steps(self.directory)
+            size = _du(os.path.join(self.directory, str(kept[-1]))) if kept else 0
+            free = shutil.disk_usage(self.directory).free
+            reason = " ".join(str(e).split())[:160]
+            raise CheckpointWriteError(
+                f"checkpoint: writing step {self._saving} to {self.directory} failed "
+                f"({type(e).__name__}: {reason}); {free / 1e6:,.0f} MB free there, a "
+                f"checkpoint takes about {size / 1e6:,.1f} MB; "
+                + (f"the checkpoint of step {kept[-1]} is kept: " if kept else "")
+                + "make room and rerun the same command to resume") from None
+
+
+def _verify(state, saved: dict) -> None:
+    """Raise when a restored array differs from what was written (see scaling.fingerprint)."""
+    bad = fingerprint.mismatches(saved, state)
+    if bad:
+        raise ValueError(f"integrity check failed: {len(bad)} array(s) differ from what was "
+                         f"written, e.g. {bad[0]}")
+
+
+def _du(path: str) -> int:
+    """Bytes under `path`."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path)
+               for f in files)
 
 
 def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, dict, int]:
@@ -428,6 +528,7 @@ def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, di
             data=ocp.args.JsonRestore()))
     finally:
         manager.close()
+    _verify(out["state"], dict(out["data"]).get("fingerprints", {}))
     return out["state"], dict(out["data"])["train"], step
 
 

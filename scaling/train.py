@@ -99,12 +99,6 @@ def run(config, workdir: str) -> dict:
     # (exit 2) before anything is written or deleted.
     resume = ckpt_lib.preflight(config, workdir, spec)
     steps, batch_size = config.train.steps, config.train.batch_size
-    if resume is not None and resume.finished:  # nothing to train: no compile, no writes
-        _log(f"already finished at step {resume.steps[0]} (train.steps={steps}); nothing to "
-             "do. Raise --config.train.steps to train on.")
-        return {"train_losses": [], "eval": {}, "unigram_entropy": None, "state": None,
-                "spec": spec, "start_step": resume.steps[0], "stopped_at": None,
-                "checkpoint_dir": resume.directory}
 
     # ---- 2. Mesh and logical-axis rules (layout errors are bad input: before any write) --
     engine = config.parallel.engine
@@ -182,6 +176,15 @@ def run(config, workdir: str) -> dict:
             train_iter.set_state(data_state)
             ckpt_lib.trim_partial_line(os.path.join(workdir, "metrics.jsonl"))
             window_carry = cut_window(workdir, start_step, config.train.log_every)
+            if start_step >= steps:  # restored and verified: nothing left to train
+                checkpoints.close()
+                if jax.process_index() == 0:
+                    workdir_lock.release(workdir)
+                _log(f"already finished at step {start_step} (train.steps={steps}); nothing "
+                     "to do. Raise --config.train.steps to train on.")
+                return {"train_losses": [], "eval": {}, "unigram_entropy": None,
+                        "state": state, "spec": spec, "start_step": start_step,
+                        "stopped_at": None, "checkpoint_dir": checkpoints.directory}
             _log(f"resuming from step {start_step} ({checkpoints.directory}/{start_step}); "
                  "metrics.jsonl continues (records after that step are written again; "
                  "readers keep the latest)")
@@ -192,7 +195,8 @@ def run(config, workdir: str) -> dict:
             return pmap_engine.unreplicate(state)
         return state
 
-    skipped = {"checked_to": start_step, "in_a_row": 0}  # steps seen by check_finite
+    # Steps seen by check_finite; whether any update was applied since the last save.
+    skipped = {"checked_to": start_step, "in_a_row": 0, "applied": False}
 
     def check_finite(host_metrics, last_step: int) -> None:
         """Say each skipped (non-finite) step on the console; stop, before any save, at the
@@ -207,7 +211,7 @@ def run(config, workdir: str) -> dict:
                 continue
             skipped["checked_to"] = step
             if not int(m["nonfinite"]):
-                skipped["in_a_row"] = 0
+                skipped["in_a_row"], skipped["applied"] = 0, True
                 continue
             skipped["in_a_row"] += 1
             if config.train.nonfinite == "stop":
@@ -224,6 +228,17 @@ def run(config, workdir: str) -> dict:
             raise FloatingPointError(
                 f"step {step}: non-finite loss or gradients; the update was not applied and "
                 f"{reason}; latest checkpoint: {'none' if latest is None else f'step {latest}'}")
+
+    def worth_saving(step: int) -> bool:
+        """False when every step since the last checkpoint was skipped: a save would hold the
+        same parameters under a newer step, and retention could delete older good ones."""
+        latest = checkpoints.latest_step()
+        if skipped["applied"] or latest is None:
+            skipped["applied"] = False
+            return True
+        progress.message(f"step {step}: no update applied since the checkpoint of step "
+                         f"{latest}; not saving")
+        return False
 
     # ---- 6. Compile the step ahead of time (its time and XLA FLOPs are logged) ------------
     train_step = make_train_step(model, tx, schedule, config.train.micro_batches,
@@ -296,6 +311,7 @@ def run(config, workdir: str) -> dict:
                 batch = dict(batch, weights=batch["weights"] * np.nan)
             state, metrics = compiled(state, batch)
             pending.append(metrics)
+            checkpoints.check()  # a background save that failed stops the run here
             data_state = train_iter.get_state()  # the position of the NEXT batch to consume
             stopping = stop.reached(step)  # SIGTERM/SIGINT (a host-side flag, no device sync)
             if step < steps:
@@ -345,14 +361,18 @@ def run(config, workdir: str) -> dict:
                 break
             if checkpoints.due(step) and step < steps:
                 check_finite(jax.device_get(pending), step)
-                save_s = checkpoints.save(step, host_state(state), data_state)
-                meter.mark_unproductive(save_s, "checkpoint")
-                interval_start += save_s
+                if worth_saving(step):
+                    save_s = checkpoints.save(step, host_state(state), data_state)
+                    meter.mark_unproductive(save_s, "checkpoint")
+                    interval_start += save_s
 
     # ---- 9. The end: a final checkpoint (waits until committed) -------------------------
     final_step = int(jax.device_get(state.step))
+    saved_final = False
     if data_state is not None:  # the loop ran (a run resumed at its last step has nothing new)
         check_finite(jax.device_get(pending), final_step)
+        saved_final = worth_saving(final_step)
+    if saved_final:
         t = time.perf_counter()
         with ckpt_lib.StopRequest():  # Ctrl-C now: the save goes on; a second abandons it
             checkpoints.save(final_step, host_state(state), data_state)
@@ -361,8 +381,9 @@ def run(config, workdir: str) -> dict:
     checkpoints.close()
     progress.close()
     if stopped_at is not None:
-        _log(f"{stop.signal_name}: stopped at step {stopped_at}; checkpoint saved in "
-             f"{checkpoints.directory}/{stopped_at}")
+        where = (f"checkpoint saved in {checkpoints.directory}/{stopped_at}" if saved_final
+                 else f"latest checkpoint: step {checkpoints.latest_step()}")
+        _log(f"{stop.signal_name}: stopped at step {stopped_at}; {where}")
     else:
         writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
     writer.close()

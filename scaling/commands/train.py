@@ -5,7 +5,8 @@ Any config field can be overridden in the ml_collections way, e.g.
 Bad input (config, data, mesh, an incompatible checkpoint, an unwritable workdir) exits with
 code 2 and a one-line message before anything is written. A workdir with checkpoints resumes
 from the latest one. SIGTERM/SIGINT finish the step, save a checkpoint and exit 0; a second
-Ctrl-C abandons that save and exits 130; a run stopped by non-finite steps exits 1.
+Ctrl-C abandons that save and exits 130; a run stopped by non-finite steps exits 1; a
+checkpoint that cannot be written (disk full) stops the run with exit code 3.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _main(argv: list[str]) -> int:
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     from scaling import distributed
-    from scaling.checkpoint import CheckpointError
+    from scaling.checkpoint import CheckpointError, CheckpointWriteError
     from scaling.configs import ConfigError
     from scaling.workdir_lock import WorkdirBusy
     try:
@@ -50,6 +51,9 @@ def _main(argv: list[str]) -> int:
         # another run holding the workdir.
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    except CheckpointWriteError as e:  # disk full or unwritable: the older checkpoint stays
+        print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 3
     except FloatingPointError as e:  # train.nonfinite=stop
         print(f"scaling train: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
