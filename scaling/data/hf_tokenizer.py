@@ -83,23 +83,16 @@ class HFTokenizer:
         self.sep_id = ids.get("sep", self.eos_id)
         self.mask_id = ids.get("mask")
 
-        added = {t.id: t.content for t in self._added_tokens()}
-        sentinels = sorted((int(m.group(1)), i) for i, text in added.items()
-                           if (m := _SENTINEL.match(text)))
+        added = self._tok.get_added_tokens_decoder()  # id -> AddedToken
+        sentinels = sorted((int(m.group(1)), i) for i, t in added.items()
+                           if (m := _SENTINEL.match(t.content)))
         self.sentinel_ids = [i for _, i in sentinels]
-        special = {i for i, _ in self._special_added()} | set(ids.values())
+        special = {i for i, t in added.items() if t.special} | set(ids.values())
         self.special_ids = sorted(special | set(self.sentinel_ids))
         regular = np.ones(self.vocab_size, bool)
         regular[[i for i in self.special_ids if i < self.vocab_size]] = False
         # The ids an MLM may substitute as a "random token".
         self.regular_ids = np.flatnonzero(regular).astype(np.int32)
-
-    def _added_tokens(self):
-        return list(self._tok.get_added_tokens_decoder().values())
-
-    def _special_added(self):
-        return [(i, t.content) for i, t in self._tok.get_added_tokens_decoder().items()
-                if t.special]
 
     def encode(self, text: str) -> np.ndarray:
         """The int32 ids of `text`, without the special tokens a template would add."""
