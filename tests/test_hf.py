@@ -350,7 +350,11 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, tmp_path, gpt
 
 # ----------------------------------------------------------------------------- end to end
 
-def test_import_finetune_and_sample_gpt2(capsys, tmp_path, data_dir):
+def test_import_finetune_and_sample_gpt2(capsys, tmp_path):
+    corpus = tmp_path / "corpus"  # a few files: the BPE tokenizer then tokenizes little
+    corpus.mkdir()
+    for i, text in enumerate(CODE):
+        (corpus / f"{i}.py").write_text(text * 8)
     tok = bpe_tokenizer(tmp_path / "tok", vocab_size=400)
     src = save(gpt2_model(vocab=len(tok), positions=32), tmp_path / "hf", tok)
     spec, _ = import_dir(capsys, src, "gpt2", tmp_path / "imported")
@@ -361,7 +365,8 @@ def test_import_finetune_and_sample_gpt2(capsys, tmp_path, data_dir):
               "--config.train.log_every=1", "--config.train.eval_every=2",
               "--config.train.eval_steps=1", "--config.metrics.tensorboard=False",
               "--config.metrics.device_peak_tflops=1.0", "--config.parallel.mesh.data=1",
-              "--config.parallel.num_devices=1", f"--config.data.data_dir={data_dir}"]
+              "--config.parallel.num_devices=1", f"--config.data.corpus={corpus}",
+              f"--config.data.data_dir={tmp_path / 'tfds'}"]
     rc, out, err = run_cli(capsys, "train", "--config",
                            f"experiments/hf.py:{tmp_path / 'imported'}",
                            "--workdir", str(tmp_path / "ft"), *common)
