@@ -151,8 +151,10 @@ def import_hf(src: str, family: str, workdir: str, *, skip: tuple = (),
     fresh = None if head else _fresh_head(spec)
     if module is bert:
         params = bert.to_params(tensors, spec, family, fresh)
+    elif module is xlnet:
+        params = xlnet.to_params(tensors, spec, fresh)
     else:
-        params = module.to_params(tensors, spec, *(() if module is gpt2 else (fresh,)))
+        params = gpt2.to_params(tensors, spec)
     _check_tree(params, spec)
 
     config.data.update(_OBJECTIVES[family])
