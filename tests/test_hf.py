@@ -285,6 +285,43 @@ def test_xlnet_query_stream_matches_perm_mask(capsys, tmp_path):
     np.testing.assert_array_equal(again, theirs)
 
 
+# ----------------------------------------------------------------------------- export of our models
+
+@pytest.mark.parametrize("experiment", ["gpt2", "roberta"])
+def test_export_of_a_model_made_here(capsys, tmp_path, experiment):
+    """Our own layouts: padded vocabulary rows, scanned layers, RoBERTa without a type table."""
+    import jax
+    from scaling.configs import load
+    from scaling.models import abstract_params, model_spec
+    config = load(f"experiments/{experiment}.py:tiny")
+    config.model.update(num_layers=2, width=32, num_heads=4, mlp_dim=64, max_len=26,
+                        vocab_size=100, vocab_pad_multiple=16, scan_layers=True)
+    if experiment == "roberta":
+        config.model.update(type_vocab_size=0, pooler=False)
+    spec = model_spec(config)
+    shapes = jax.tree.map(lambda x: x.shape, nn_unbox(abstract_params(spec)))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda shape: (rng.normal(size=shape) * shape[-1] ** -0.5
+                                         ).astype(np.float32), shapes,
+                          is_leaf=lambda x: isinstance(x, tuple))
+    run_dir.write_run(str(tmp_path / "run"), config, spec, params)
+    assert run_cli(capsys, "export-hf", "--workdir", str(tmp_path / "run"),
+                   "--out", str(tmp_path / "out"))[0] == 0
+    loaded = transformers.AutoModelForCausalLM if experiment == "gpt2" else \
+        transformers.AutoModelForMaskedLM
+    model = loaded.from_pretrained(str(tmp_path / "out")).eval()
+    ids = rng.integers(5, 100, (2, 24))
+    theirs = model(torch.tensor(ids)).logits.detach().numpy()
+    got = ours(spec, params, {"inputs": ids})[..., :100]  # the padded rows are not exported
+    assert theirs.shape == got.shape
+    assert np.abs(got - theirs).max() <= TOL
+
+
+def nn_unbox(tree):
+    import flax.linen as nn
+    return nn.unbox(tree)
+
+
 # ----------------------------------------------------------------------------- tokenizer
 
 def test_hf_tokenizer_special_ids_and_mlm_padding(tmp_path):

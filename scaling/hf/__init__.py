@@ -79,8 +79,11 @@ def _fresh_head(spec):
     import numpy as np  # noqa: PLC0415
 
     from scaling.models import build_model, example_batch  # noqa: PLC0415
-    variables = build_model(spec).init(jax.random.PRNGKey(0), example_batch(spec, 1, 8))
-    return jax.tree.map(np.asarray, nn.unbox(variables["params"])["head"])
+    model = build_model(spec)
+    # One compiled init instead of op-by-op dispatch; the backbone part is discarded.
+    params = jax.jit(lambda batch: model.init(jax.random.PRNGKey(0), batch)["params"])(
+        example_batch(spec, 1, 8))
+    return jax.tree.map(np.asarray, nn.unbox(params)["head"])
 
 
 def _check_tree(params, spec) -> None:

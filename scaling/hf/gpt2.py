@@ -118,5 +118,3 @@ def to_hf(params: dict, spec, tokenizer=None) -> tuple[dict, dict]:
         config.update(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id)
     return config, out
 
-
-__all__ = ["MODEL_TYPES", "FAMILY", "model_fields", "to_params", "to_hf", "HFError"]

@@ -61,17 +61,30 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()}
 
 
+def _read_safetensors(path: str) -> dict:
+    """numpy first; bfloat16 (which numpy lacks) through torch when it is installed."""
+    from safetensors.numpy import load_file  # noqa: PLC0415
+    try:
+        return load_file(path)
+    except Exception as e:  # noqa: BLE001  (the Rust reader raises its own types)
+        error = e
+    try:
+        import torch  # noqa: PLC0415
+        from safetensors.torch import load_file as load_torch  # noqa: PLC0415
+        return {k: v.to(torch.float32).numpy() for k, v in load_torch(path).items()}
+    except ImportError:
+        pass
+    except Exception as e:  # noqa: BLE001
+        error = e
+    raise HFError(f"SRC: cannot read {path} ({str(error).splitlines()[0][:120]})")
+
+
 def read_tensors(src: str) -> dict[str, np.ndarray]:
     """All tensors of `src`'s weights as float32 numpy arrays, keyed by HF name."""
     tensors = {}
     for path in _weight_files(src):
         if path.endswith(".safetensors"):
-            from safetensors.numpy import load_file  # noqa: PLC0415
-            try:
-                part = load_file(path)
-            except Exception as e:  # noqa: BLE001  (the Rust reader raises its own types)
-                raise HFError(f"SRC: cannot read {path} "
-                              f"({str(e).splitlines()[0][:120]})") from None
+            part = _read_safetensors(path)
         else:
             part = _read_torch(path)
         tensors.update({k: np.asarray(v, np.float32) for k, v in part.items()})
