@@ -133,7 +133,10 @@ def import_hf(src: str, family: str, workdir: str, *, skip: tuple = (),
     run_dir.check_new_workdir(workdir)
 
     config = base_config()
-    fields = module.model_fields(hf)
+    try:
+        fields = module.model_fields(hf)
+    except KeyError as e:
+        raise HFError(f"config.json: no {e.args[0]!r} field; is it a {family} config?") from None
     tensors = _normalise_names(io.read_tensors(src), tuple(skip))
     head = True
     if module is bert:
