@@ -68,6 +68,11 @@ def ours(spec, params, batch):
                                               {k: np.asarray(v) for k, v in batch.items()}))
 
 
+def jax_leaves(tree):
+    import jax
+    return jax.tree.leaves(tree)
+
+
 def bpe_tokenizer(path, texts=CODE, vocab_size=300):
     """A byte-level BPE tokenizer with GPT-2's one special token (<|endoftext|>)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -142,11 +147,6 @@ def test_gpt2_logits_export_and_round_trip(capsys, tmp_path):
     _, again = import_dir(capsys, str(tmp_path / "out"), "gpt2", tmp_path / "run2")
     for a, b in zip(*(jax_leaves(t) for t in (params, again))):
         np.testing.assert_array_equal(a, b)
-
-
-def jax_leaves(tree):
-    import jax
-    return jax.tree.leaves(tree)
 
 
 def test_gpt2_scanned_layers_and_untied_head(capsys, tmp_path):
@@ -232,9 +232,18 @@ def test_pytorch_bin_and_backbone_only_checkpoints(capsys, tmp_path):
     legacy = tmp_path / "bin"
     legacy.mkdir()
     (legacy / "config.json").write_text(open(os.path.join(safe, "config.json")).read())
-    torch.save(model.state_dict(), legacy / "pytorch_model.bin")  # tied copies included
+    # As old BERT checkpoints: tied copies included, LayerNorm gamma/beta, the NSP head.
+    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
+                                                                       "LayerNorm.beta"): v
+             for k, v in model.state_dict().items()}
+    state["cls.seq_relationship.weight"] = torch.zeros(2, 32)
+    torch.save(state, legacy / "pytorch_model.bin")
     _, from_safe = import_dir(capsys, safe, "bert", tmp_path / "run_safe")
-    _, from_bin = import_dir(capsys, str(legacy), "bert", tmp_path / "run_bin")
+    rc, _, err = run_cli(capsys, "import-hf", str(legacy), "--family", "bert", "--workdir",
+                         str(tmp_path / "run_bin"))
+    assert rc == 2 and "unexpected tensor cls.seq_relationship.weight" in err
+    _, from_bin = import_dir(capsys, str(legacy), "bert", tmp_path / "run_bin",
+                             "--skip", "cls.seq_relationship")
     for a, b in zip(jax_leaves(from_safe), jax_leaves(from_bin)):
         np.testing.assert_array_equal(a, b)
 
