@@ -23,7 +23,15 @@ setup(
         "matplotlib>=3.8,<4",
         "scipy>=1.13,<2",
         "sentencepiece>=0.2.0,<0.3",  # optional tokenizer (data.tokenizer=sentencepiece)
+        "safetensors>=0.8,<0.9",      # import-hf / export-hf weights
+        "tokenizers>=0.23,<0.24",     # data.tokenizer=hf:<dir>
     ],
-    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"]},
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
+                 # the reference models of tests/test_hf.py (CPU wheels are enough)
+                 "torch>=2.13,<2.14", "transformers>=5.20,<6"],
+        # import-hf SRC given as a Hub name (downloads the model directory)
+        "hf": ["huggingface_hub>=2.4,<3"],
+    },
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
 )

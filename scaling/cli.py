@@ -18,6 +18,8 @@ COMMANDS = {
     "sweep": "train a family of model sizes for a token or FLOP budget",
     "fit": "fit scaling laws L(N) and L(C) to finished runs",
     "plan": "parameters, FLOPs, time and memory of a config on a cluster",
+    "import-hf": "a Hugging Face model directory -> a run directory (checkpoint at step 0)",
+    "export-hf": "a run's checkpoint -> a Hugging Face model directory",
 }
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scaling: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
-    module = importlib.import_module(f"scaling.commands.{name}")
+    module = importlib.import_module(f"scaling.commands.{name.replace('-', '_')}")
     return int(module.main(rest) or 0)
 
 

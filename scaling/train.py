@@ -50,6 +50,7 @@ def validate(config) -> ModelSpec:
     """
     spec = model_spec(config)
     data_lib.validate_data_config(config)
+    data_lib.check_vocab_fits(config, spec.vocab_size)
     validate_optim_config(config.optim, config.train.steps)
     d, t = config.data, config.train
     if d.objective not in OBJECTIVES[spec.family]:
@@ -173,7 +174,8 @@ def run(config, workdir: str) -> dict:
         else:
             state = None          # free the fresh state before the restored one is allocated
             state, data_state, start_step = checkpoints.restore(resume, target)
-            train_iter.set_state(data_state)
+            if data_state is not None:  # None: a checkpoint written by `scaling import-hf`
+                train_iter.set_state(data_state)
             ckpt_lib.trim_partial_line(os.path.join(workdir, "metrics.jsonl"))
             window_carry = cut_window(workdir, start_step, config.train.log_every)
             if start_step >= steps:  # restored and verified: nothing left to train

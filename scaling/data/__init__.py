@@ -1,6 +1,7 @@
 """Input pipeline: tokenizers, the builtin TFDS corpus, objectives and the grain pipeline.
 
   tokenizer.py   byte (default) and SentencePiece tokenizers, fixed special ids
+  hf_tokenizer.py  a Hugging Face tokenizer.json (data.tokenizer=hf:<dir>), its own special ids
   builtin.py     the offline corpus (Python stdlib or the user's files) as a TFDS dataset
   sources.py     documents of a split, builtin or any prepared TFDS dataset
   packing.py     documents -> fixed-length token chunks
@@ -35,9 +36,11 @@ def validate_data_config(config) -> None:
     if d.objective not in objectives.OBJECTIVES:
         raise ValueError(f"data.objective: unknown objective {d.objective!r}; "
                          f"use one of {', '.join(objectives.OBJECTIVES)}")
-    if d.tokenizer not in _TOKENIZERS:
+    if d.tokenizer.startswith("hf:"):
+        _check_hf_tokenizer(d)
+    elif d.tokenizer not in _TOKENIZERS:
         raise ValueError(f"data.tokenizer: unknown tokenizer {d.tokenizer!r}; "
-                         f"use one of {', '.join(_TOKENIZERS)}")
+                         f"use one of {', '.join(_TOKENIZERS)}, or hf:<dir>")
     if d.seq_len <= 0 or (d.objective == "mlm" and d.seq_len < 3):
         raise ValueError(f"data.seq_len: must be positive (mlm: at least 3), got {d.seq_len}")
     if d.target_len < 0:
@@ -70,6 +73,46 @@ def validate_data_config(config) -> None:
         sources.check_prepared(d)  # a known name whose files exist here
 
 
+def _check_hf_tokenizer(d) -> None:
+    """The special tokens the objective needs exist in an hf:<dir> tokenizer."""
+    tok = make_tokenizer(d)  # raises the data.tokenizer error for a missing/bad file
+    if d.objective == "mlm" and tok.mask_id is None:
+        raise ValueError(f"data.tokenizer: {d.tokenizer!r} has no mask token; the mlm "
+                         "objective needs one")
+    if d.objective in ("span_corruption", "translation") and (
+            tok.pad_id != 0 or tok.pad_id == tok.eos_id):
+        # The encoder-decoder batches carry no input mask (the model takes id 0 as padding)
+        # and weigh targets by `targets != pad`, which would drop EOS when pad == eos.
+        raise ValueError(f"data.tokenizer: {d.tokenizer!r} pads with id {tok.pad_id} (eos "
+                         f"{tok.eos_id}); the {d.objective} objective needs padding at id 0, "
+                         "distinct from eos")
+    if d.objective == "span_corruption" and not tok.sentinel_ids:
+        raise ValueError(f"data.tokenizer: {d.tokenizer!r} has no <extra_id_N> sentinels; "
+                         "span_corruption needs them")
+
+
+def tokenizer_vocab_size(data_cfg) -> int:
+    """Ids the tokenizer of `data_cfg` can produce, without training or reading a corpus."""
+    if data_cfg.tokenizer == "sentencepiece":
+        return int(data_cfg.sp_vocab_size)
+    if data_cfg.tokenizer.startswith("hf:"):
+        return make_tokenizer(data_cfg).vocab_size
+    return BYTE_VOCAB_SIZE
+
+
+def check_vocab_fits(config, model_vocab_size: int) -> None:
+    """One-line ValueError when the tokenizer yields ids past the model's embedding rows.
+
+    An out-of-range id would not fail: XLA clamps gathers, so it would silently read the
+    last row. Checked before anything is compiled.
+    """
+    size = tokenizer_vocab_size(config.data)
+    if size > model_vocab_size:
+        raise ValueError(f"model.vocab_size: {model_vocab_size} is smaller than the "
+                         f"{size} ids of data.tokenizer={config.data.tokenizer!r}; set "
+                         "model.vocab_size=0 to take the tokenizer's")
+
+
 def make_pipeline(config, split="train", **kwargs):
     """See `scaling.data.pipeline.make_pipeline` (imported lazily: grain/TFDS are slow)."""
     from scaling.data import pipeline
@@ -82,5 +125,5 @@ def unigram_entropy(config, split: str = "validation") -> float:
     return stats.unigram_entropy(config, split)
 
 
-__all__ = ["BYTE_VOCAB_SIZE", "make_pipeline", "make_tokenizer", "unigram_entropy",
-           "validate_data_config"]
+__all__ = ["BYTE_VOCAB_SIZE", "check_vocab_fits", "make_pipeline", "make_tokenizer",
+           "tokenizer_vocab_size", "unigram_entropy", "validate_data_config"]

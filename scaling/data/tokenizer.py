@@ -1,12 +1,14 @@
-"""Tokenizers: a download-free byte tokenizer and an optional corpus-trained SentencePiece.
+"""Tokenizers: a download-free byte tokenizer and an optional corpus-trained SentencePiece
+(and, in hf_tokenizer.py, a Hugging Face tokenizer.json).
 
-Both share one interface so the objectives never care which is in use:
+All share one interface so the objectives never care which is in use:
 
   .vocab_size, .encode(str) -> int32 array, .decode(ids) -> str (specials skipped),
   .pad_id, .eos_id, .bos_id (also [CLS]), .sep_id, .mask_id, .sentinel_ids, .special_ids
 
-The special ids are the same in both (PAD=0, EOS=1, BOS/CLS=2, SEP=3, MASK=4) so batches
-from either look alike and padding is always id 0.
+The special ids are the same in the byte and SentencePiece tokenizers (PAD=0, EOS=1,
+BOS/CLS=2, SEP=3, MASK=4) so batches from either look alike; a Hugging Face tokenizer keeps
+its own (RoBERTa pads with 1), so code takes them from the tokenizer, never as constants.
 """
 from __future__ import annotations
 
@@ -141,13 +143,17 @@ def make_tokenizer(data_cfg, *, texts: Sequence[str] | None = None):
         reused by later runs (and by every host: train it once before a multi-host run).
 
     Returns:
-      A `ByteTokenizer` or `SentencePieceTokenizer`.
+      A `ByteTokenizer`, `SentencePieceTokenizer` or (`hf:<dir>`) `HFTokenizer`.
     """
     kind = data_cfg.tokenizer
     if kind == "byte":
         return ByteTokenizer()
+    if kind.startswith("hf:"):
+        from scaling.data import hf_tokenizer  # local import: needs the tokenizers package
+        return hf_tokenizer.load(hf_tokenizer.tokenizer_dir(kind))
     if kind != "sentencepiece":
-        raise ValueError(f"data.tokenizer: unknown tokenizer {kind!r}; use 'byte' or 'sentencepiece'")
+        raise ValueError(f"data.tokenizer: unknown tokenizer {kind!r}; use 'byte', "
+                         "'sentencepiece' or 'hf:<dir>'")
     from scaling.data import sources  # local import: sources imports TFDS (slow)
 
     key = sources.dataset_key(data_cfg)

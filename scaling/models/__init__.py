@@ -69,7 +69,9 @@ def model_spec(config) -> ModelSpec:
     """The validated ModelSpec of a run config, resolving vocab_size 0 from the tokenizer."""
     model = config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
     if model.get("vocab_size", 0) == 0:
-        tokenizer = config.data.tokenizer if "data" in config else "byte"
-        model["vocab_size"] = (config.data.sp_vocab_size if tokenizer == "sentencepiece"
-                               else BYTE_VOCAB_SIZE)
+        if "data" in config:
+            from scaling.data import tokenizer_vocab_size  # noqa: PLC0415  (a light import)
+            model["vocab_size"] = tokenizer_vocab_size(config.data)
+        else:
+            model["vocab_size"] = BYTE_VOCAB_SIZE
     return ModelSpec.from_config(model)

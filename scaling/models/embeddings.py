@@ -10,7 +10,10 @@ from scaling.spec import ModelSpec
 from scaling.nn import functional as F
 from scaling.nn.layers import Embed, LayerNorm, constrain, dropout
 
-PAD_ID = 0  # every tokenizer of this package reserves id 0 for padding
+# The byte and SentencePiece tokenizers pad with id 0; an hf:<dir> tokenizer may not (RoBERTa:
+# 1), so batches carry masks and models use this only as a fallback (encoder_decoder, whose
+# objectives refuse such tokenizers) or where any id does (sample's unread buffer tail).
+PAD_ID = 0
 
 
 class Embeddings(nn.Module):
