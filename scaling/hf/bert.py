@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from scaling.hf.errors import HFError
 from scaling.hf.tensors import (HF_ACTIVATIONS, Tensors, activation, blocks, layer_list,
-                                norm, require, vocab_rows)
+                                norm, require, require_fields, vocab_rows)
 
 MODEL_TYPES = ("bert", "roberta")
 FAMILY = "encoder"
@@ -127,10 +127,7 @@ def check_exportable(spec) -> None:
     wanted = dict(positions="learned", norm="post", attention_bias=True, mlp_bias=True,
                   final_norm=False, output_bias=True, embed_scale=False, embedding_norm=True,
                   mlm_head=True, tie_embeddings=True)
-    for field, value in wanted.items():
-        if getattr(spec, field) != value:
-            raise HFError(f"model.{field}: {getattr(spec, field)!r} has no BERT/RoBERTa "
-                          f"equivalent (they have {value!r})")
+    require_fields(spec, wanted, "BERT/RoBERTa")
     if spec.position_offset and spec.activation != "gelu":
         raise HFError(f"model.activation: {spec.activation!r}; a RoBERTa export (position "
                       "offset > 0) needs 'gelu', which its MLM head always applies")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.hf.errors import HFError
 from scaling.hf.tensors import (HF_ACTIVATIONS, Tensors, activation, blocks, layer_list,
-                                norm, require, vocab_rows)
+                                norm, require, require_fields, vocab_rows)
 
 MODEL_TYPES = ("gpt2",)
 # Registered non-parameter buffers of older GPT-2 checkpoints (the causal mask).
@@ -76,10 +75,7 @@ def check_exportable(spec) -> None:
     wanted = dict(positions="learned", norm="pre", attention_bias=True, mlp_bias=True,
                   final_norm=True, output_bias=False, embed_scale=False, embedding_norm=False,
                   type_vocab_size=0, position_offset=0)
-    for field, value in wanted.items():
-        if getattr(spec, field) != value:
-            raise HFError(f"model.{field}: {getattr(spec, field)!r} has no GPT-2 "
-                          f"equivalent (GPT-2 has {value!r})")
+    require_fields(spec, wanted, "GPT-2")
 
 
 def to_hf(params: dict, spec, tokenizer=None) -> tuple[dict, dict]:

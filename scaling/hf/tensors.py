@@ -120,3 +120,11 @@ def vocab_rows(table: np.ndarray, padded: int) -> np.ndarray:
     if extra <= 0:
         return table
     return np.concatenate([table, np.zeros((extra,) + table.shape[1:], table.dtype)])
+
+
+def require_fields(spec, wanted: dict, architecture: str) -> None:
+    """HFError naming the first model field whose value `architecture` cannot express."""
+    for field, value in wanted.items():
+        if getattr(spec, field) != value:
+            raise HFError(f"model.{field}: {getattr(spec, field)!r} has no {architecture} "
+                          f"equivalent ({architecture} has {value!r})")

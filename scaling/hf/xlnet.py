@@ -12,7 +12,7 @@ import numpy as np
 
 from scaling.hf.errors import HFError
 from scaling.hf.tensors import (HF_ACTIVATIONS, Tensors, activation, blocks, layer_list,
-                                norm, require, vocab_rows)
+                                norm, require, require_fields, vocab_rows)
 
 MODEL_TYPES = ("xlnet",)
 FAMILY = "xlnet"
@@ -89,10 +89,7 @@ def check_exportable(spec) -> None:
     wanted = dict(norm="post", attention_bias=False, mlp_bias=True, output_bias=True,
                   tie_embeddings=True, embedding_norm=False, embed_scale=False,
                   type_vocab_size=0, mlm_head=False, final_norm=False)
-    for field, value in wanted.items():
-        if getattr(spec, field) != value:
-            raise HFError(f"model.{field}: {getattr(spec, field)!r} has no XLNet "
-                          f"equivalent (XLNet has {value!r})")
+    require_fields(spec, wanted, "XLNet")
 
 
 def to_hf(params: dict, spec, tokenizer=None) -> tuple[dict, dict]:
