@@ -104,6 +104,10 @@ class Resume:
     directory: str          # the checkpoints directory to read
     steps: list[int]        # candidate steps, newest first (restore falls back along these)
     params_only: bool       # fine-tuning: parameters only, fresh optimizer, data and step 0
+    fresh: tuple = ()       # params_only: the model's parameters not in the checkpoint (a
+                            #   task head), which keep their fresh initialisation
+    ignored: tuple = ()     # params_only: checkpoint parameters the model has no use for
+                            #   (a pretraining head)
 
 
 def check_workdir(workdir: str) -> None:
@@ -166,6 +170,29 @@ def _compare_params(saved: dict, current: dict, where: str) -> None:
                                   f"{where} but {current[name]} in the model of --config")
 
 
+def _compare_init_params(saved: dict, current: dict, where: str,
+                         task_model: bool) -> tuple[tuple, tuple]:
+    """checkpoint.init_from into a task model: the backbone must match the checkpoint; the
+    task head may be missing from it (fresh) and a pretraining head unused (ignored).
+
+    Returns:
+      (fresh parameter names, ignored parameter names).
+    """
+    if not task_model:
+        _compare_params(saved, current, where)
+        return (), ()
+    from scaling.optim import TASK_HEAD
+    fresh = tuple(n for n in sorted(current) if n not in saved)
+    ignored = tuple(n for n in sorted(saved) if n not in current)
+    for name in fresh:
+        if name.split("/")[0] != TASK_HEAD:
+            raise CheckpointError(f"checkpoint: parameter {name} {current[name]} of the model "
+                                  f"is missing from {where} (checkpoint.init_from)")
+    _compare_params({n: saved[n] for n in current if n in saved},
+                    {n: current[n] for n in current if n in saved}, where)
+    return fresh, ignored
+
+
 def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
     for key in sorted(set(saved_model) | set(current_model)):
         if key in NON_SHAPE_MODEL_FIELDS:
@@ -180,9 +207,10 @@ def abstract_train_state(spec, config):
     """The TrainState as ShapeDtypeStructs (no shardings), from the spec and optimizer."""
     from scaling.models import build_model, example_batch
     from scaling.optim import make_optimizer
+    from scaling.tasks import task_spec
     from scaling.train_state import make_init_fn
 
-    init = make_init_fn(build_model(spec), make_optimizer(config.optim, config.train.steps),
+    init = make_init_fn(build_model(spec, task_spec(config)), make_optimizer(config.optim, config.train.steps),
                         example_batch(spec, 1, min(config.data.seq_len, spec.max_positions)))
     return jax.eval_shape(init, jax.random.PRNGKey(0))
 
@@ -236,7 +264,13 @@ def preflight(config, workdir: str, spec) -> Resume | None:
                     f"checkpoint: {diff}; resume with the checkpoint's model config, or "
                     f"fine-tune from its parameters in a new --workdir with "
                     f"--config.checkpoint.init_from={workdir}")
-        _compare_params(saved_params, _flat_shapes(abstract.params), where)
+        fresh, ignored = (), ()
+        if params_only:
+            from scaling.tasks import is_finetuning
+            fresh, ignored = _compare_init_params(saved_params, _flat_shapes(abstract.params),
+                                                  where, is_finetuning(config))
+        else:
+            _compare_params(saved_params, _flat_shapes(abstract.params), where)
         if not params_only and saved_opt != sorted(_flat_shapes(abstract.opt_state).values()):
             raise CheckpointError(
                 f"checkpoint: the optimizer state of {where} does not match --config's "
@@ -246,7 +280,7 @@ def preflight(config, workdir: str, spec) -> Resume | None:
             _warn_data_changes(saved_config, config)
         manager.close()
         return Resume(directory=directory, steps=[s for s in steps if s <= step],
-                      params_only=params_only)
+                      params_only=params_only, fresh=fresh, ignored=ignored)
     manager.close()
     raise CheckpointError(f"checkpoint: none of the checkpoints in {directory} is readable "
                           f"(steps {', '.join(map(str, steps))})")
@@ -315,8 +349,9 @@ class Checkpoints:
 
         Returns:
           (state, train iterator state or None, step). For `params_only` the returned state
-          is `abstract_state` with only `params` filled in (the caller initialises the rest)
-          and the step is 0.
+          is `abstract_state` with only `params` filled in (the caller initialises the rest;
+          the names in `resume.fresh` are left out: merge with `merge_params`) and the
+          step is 0.
         """
         source = self.manager if resume.directory == self.directory else _manager(
             resume.directory, read_only=True)
@@ -324,7 +359,7 @@ class Checkpoints:
         for step in resume.steps:
             try:
                 if resume.params_only:
-                    item = {"params": abstract_state.params}
+                    item = {"params": _without(abstract_state.params, resume.fresh)}
                     out = source.restore(step, args=ocp.args.Composite(
                         state=ocp.args.PyTreeRestore(
                             item=item, partial_restore=True,
@@ -367,6 +402,22 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _without(params, names: tuple):
+    """`params` (nested dicts) without the leaves named 'a/b/c' in `names`."""
+    from flax import traverse_util
+    flat = traverse_util.flatten_dict(dict(params), sep="/")
+    return traverse_util.unflatten_dict({k: v for k, v in flat.items() if k not in names},
+                                        sep="/")
+
+
+def merge_params(fresh, restored):
+    """`fresh` parameters with every leaf that `restored` has replaced by the restored one."""
+    from flax import traverse_util
+    flat = traverse_util.flatten_dict(dict(fresh), sep="/")
+    flat.update(traverse_util.flatten_dict(dict(restored), sep="/"))
+    return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, dict, int]:

@@ -43,14 +43,30 @@ def _is_table(path) -> bool:
     return "positions" in keys or "types" in keys
 
 
+# The top-level parameter collection of a fine-tuning task's head (scaling.models.task).
+TASK_HEAD = "task_head"
+
+
+def trainable_labels(params):
+    """'head' for the task head's parameters, 'backbone' for the rest (optim.freeze_backbone)."""
+    return {name: jax.tree.map(lambda _, n=name: "head" if n == TASK_HEAD else "backbone", sub)
+            for name, sub in params.items()}
+
+
 def make_optimizer(optim_cfg, total_steps: int) -> optax.GradientTransformation:
+    """Clipping + AdamW; with optim.freeze_backbone only the task head is updated (the
+    backbone's updates are zero: optax.set_to_zero, no optimizer state for it)."""
     schedule = make_schedule(optim_cfg, total_steps)
     parts = []
     if optim_cfg.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(optim_cfg.clip_norm))
     parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
                              weight_decay=optim_cfg.weight_decay, mask=decay_mask))
-    return optax.chain(*parts)
+    tx = optax.chain(*parts)
+    if optim_cfg.get("freeze_backbone", False):
+        tx = optax.multi_transform({"head": tx, "backbone": optax.set_to_zero()},
+                                   trainable_labels)
+    return tx
 
 
 def validate_optim_config(optim_cfg, total_steps: int) -> None:
