@@ -24,6 +24,7 @@ setup(
         "scipy>=1.13,<2",
         "sentencepiece>=0.2.0,<0.3",  # optional tokenizer (data.tokenizer=sentencepiece)
     ],
-    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"]},
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
+                             "scikit-learn>=1.5,<2"]},  # reference metrics in tests
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
 )

@@ -47,26 +47,28 @@ def _is_table(path) -> bool:
 TASK_HEAD = "task_head"
 
 
-def trainable_labels(params):
-    """'head' for the task head's parameters, 'backbone' for the rest (optim.freeze_backbone)."""
-    return {name: jax.tree.map(lambda _, n=name: "head" if n == TASK_HEAD else "backbone", sub)
-            for name, sub in params.items()}
+def backbone_mask(params):
+    """True for every parameter outside the task head (the ones optim.freeze_backbone holds)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[0], "key", None) != TASK_HEAD, params)
 
 
 def make_optimizer(optim_cfg, total_steps: int) -> optax.GradientTransformation:
-    """Clipping + AdamW; with optim.freeze_backbone only the task head is updated (the
-    backbone's updates are zero: optax.set_to_zero, no optimizer state for it)."""
+    """Clipping + AdamW; with optim.freeze_backbone only the task head is updated."""
     schedule = make_schedule(optim_cfg, total_steps)
     parts = []
     if optim_cfg.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(optim_cfg.clip_norm))
     parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
                              weight_decay=optim_cfg.weight_decay, mask=decay_mask))
-    tx = optax.chain(*parts)
     if optim_cfg.get("freeze_backbone", False):
-        tx = optax.multi_transform({"head": tx, "backbone": optax.set_to_zero()},
-                                   trainable_labels)
-    return tx
+        # Zero the backbone's gradients first (clipping then sees the head's alone) and its
+        # updates last (AdamW's weight decay would move it). optax.masked, not
+        # multi_transform: sharding.py maps the optimizer state with optax.tree_map_params,
+        # which masked supports.
+        freeze = optax.masked(optax.set_to_zero(), backbone_mask)
+        parts = [freeze, *parts, freeze]
+    return optax.chain(*parts)
 
 
 def validate_optim_config(optim_cfg, total_steps: int) -> None:

@@ -51,9 +51,9 @@ def validate(config) -> ModelSpec:
     Runs before any array is created or anything compiled, so bad input fails in seconds.
     """
     spec = model_spec(config)
+    tasks.validate(config)  # fine-tuning: the task, its head and the model family
     data_lib.validate_data_config(config)
     validate_optim_config(config.optim, config.train.steps)
-    tasks.validate(config)  # fine-tuning: the task, its head and the model family
     d, t = config.data, config.train
     if d.objective != "task" and d.objective not in OBJECTIVES[spec.family]:
         raise ValueError(f"data.objective: {d.objective!r} does not train a {spec.family} "
@@ -98,6 +98,11 @@ def run(config, workdir: str) -> dict:
     # The workdir, and any checkpoint in it, against this config: a one-line CheckpointError
     # (exit 2) before anything is written or deleted.
     resume = ckpt_lib.preflight(config, workdir, spec)
+    if tasks.is_finetuning(config):  # e.g. an unprepared TFDS task: exit 2, nothing written
+        try:
+            task_data.check_available(config)
+        except ValueError as e:
+            raise ConfigError(str(e).splitlines()[0]) from None
     steps, batch_size = config.train.steps, config.train.batch_size
 
     # ---- 2. Mesh and logical-axis rules (layout errors are bad input: before any write) --

@@ -80,6 +80,14 @@ def open_task(config, split: str):
     return items
 
 
+def check_available(config) -> None:
+    """Opens both splits: an unprepared TFDS task raises its one-line ValueError here."""
+    for split in ("train", "validation"):
+        if not len(open_task(config, split)):
+            raise ValueError(f"data.dataset: the {split} split of {config.data.dataset!r} "
+                             "is empty")
+
+
 def fit_lengths(lengths: list[int], budget: int) -> list[int]:
     """Cut the longest segment by one token until the segments fit `budget` tokens."""
     lengths = list(lengths)
