@@ -210,7 +210,8 @@ def abstract_train_state(spec, config):
     from scaling.tasks import task_spec
     from scaling.train_state import make_init_fn
 
-    init = make_init_fn(build_model(spec, task_spec(config)), make_optimizer(config.optim, config.train.steps),
+    init = make_init_fn(build_model(spec, task_spec(config)),
+                        make_optimizer(config.optim, config.train.steps),
                         example_batch(spec, 1, min(config.data.seq_len, spec.max_positions)))
     return jax.eval_shape(init, jax.random.PRNGKey(0))
 

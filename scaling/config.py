@@ -141,7 +141,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.task.num_labels = 0               # head outputs (0 = the dataset's label count)
     c.task.pooling = "auto"             # sequence heads: auto (encoder: first token, through
                                         #   the tanh pooler when model.pooler; decoder: last
-                                        #   real token) | first | last
+                                        #   real token) | first | last | mean (over
+                                        #   real tokens)
     c.task.max_train_examples = 0       # use only the first N of a fixed shuffle of the
                                         #   labelled train split (0 = all)
 

@@ -90,7 +90,8 @@ def run(config, workdir: str) -> dict:
 
     Returns:
       {"train_losses": [loss at each log step], "eval": last eval metrics,
-       "unigram_entropy": baseline of the eval split, "state": the final TrainState}
+       "unigram_entropy": baseline of the eval split (tasks: the label entropy or
+       variance), "state": the final TrainState}
     """
     # ---- 1. Validate: config errors surface before anything is built ---------------------
     spec = validate(config)
@@ -136,6 +137,8 @@ def run(config, workdir: str) -> dict:
     # variance (tasks).
     baseline = (data_lib.unigram_entropy(config, "validation") if task is None
                 else task_data.label_baseline(config))
+    baseline_name, baseline_key = (("unigram", "unigram_entropy") if task is None
+                                   else ("constant-prediction", "label_baseline_loss"))
     batch_sh = sharding.batch_sharding(mesh)
     if engine == "pmap":  # this host's rows -> [devices, rows/device, ...]
         to_global = pmap_engine.split_batch
@@ -251,9 +254,8 @@ def run(config, workdir: str) -> dict:
         flops_convention="palm: 6N + 12*L*T*d (N = matmul params incl. the output projection)",
         num_devices=num_devices, peak_flops_per_device=peak, peak_source=peak_source,
         config_name=config.get("experiment", ""), seq_len=seq_len, batch_size=batch_size,
-        unigram_entropy=baseline, mesh=dict(mesh.shape), resumed_from_step=start_step)
+        mesh=dict(mesh.shape), resumed_from_step=start_step, **{baseline_key: baseline})
     writer.write_event("compile", compile_time_s=compile_s, hardware_flops_per_step=hw_flops)
-    baseline_name = "unigram" if task is None else "constant-prediction"
     _log(f"{spec.name}: {counts.backbone:,} params, {flops_per_token / 1e6:.1f} MFLOP/token, "
          f"mesh {dict(mesh.shape)}, compiled in {compile_s:.1f}s; "
          f"{baseline_name} baseline loss {baseline:.3f}")
@@ -325,8 +327,8 @@ def run(config, workdir: str) -> dict:
                                  if task is not None and k not in ("eval_loss", "eval_examples"))
                 progress.message(f"step {step}: eval loss {last_eval['eval_loss']:.4f} "
                                  f"({baseline_name} baseline {baseline:.4f}, "
-                                 f"{100 * (1 - last_eval['eval_loss'] / max(baseline, 1e-12)):.1f}% below)"
-                                 f"{scores}")
+                                 f"{100 * (1 - last_eval['eval_loss'] / max(baseline, 1e-12)):.1f}"
+                                 f"% below){scores}")
                 interval_start += time.perf_counter() - t  # eval time is not step time
 
             # Checkpoint every checkpoint.every steps; on SIGTERM/SIGINT save here and stop.
@@ -353,7 +355,7 @@ def run(config, workdir: str) -> dict:
         _log(f"{stop.signal_name}: stopped at step {stopped_at}; checkpoint saved in "
              f"{checkpoints.directory}/{stopped_at}")
     else:
-        writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
+        writer.write_event("run_end", step=steps, **{baseline_key: baseline}, **last_eval)
     writer.close()
     return {"train_losses": train_losses, "eval": last_eval, "unigram_entropy": baseline,
             "state": state, "spec": spec, "start_step": start_step, "stopped_at": stopped_at,

@@ -25,14 +25,14 @@ SMALL = dict(num_layers=2, width=32, num_heads=2, mlp_dim=64)
 
 
 def finetune_config(family, data_dir, steps=2, task="builtin_modules", **more):
-    """A tiny fine-tuning run on one device: 64 labelled examples, seq_len 32."""
+    """A tiny fine-tuning run on one device: 64 labelled examples, seq_len 32, batch 32."""
     config = load(f"experiments/finetune.py:{family}_tiny_builtin")
     config.model.update(SMALL)
     config.data.update(seq_len=32, data_dir=data_dir, dataset=task)
     config.task.kind = ("token_classification" if task == "builtin_tokens"
                         else "sequence_classification")
     config.task.max_train_examples = 64
-    config.train.update(steps=steps, batch_size=8, log_every=1, eval_every=steps)
+    config.train.update(steps=steps, batch_size=32, log_every=1, eval_every=steps)
     config.optim.update(warmup_steps=0)
     config.metrics.update(tensorboard=False, device_peak_tflops=1.0)
     config.parallel.mesh.data = 1
@@ -100,6 +100,15 @@ def test_token_and_regression_heads(data_dir):
     head = params["task_head"]
     np.testing.assert_allclose(np.asarray(model.apply({"params": params}, batch)),
                                hidden @ np.asarray(head["kernel"]) + np.asarray(head["bias"]),
+                               atol=1e-5)
+    model = TaskModel(spec, TaskSpec("sequence_classification", 5, "mean"))
+    params = nn.unbox(model.init(jax.random.PRNGKey(0), batch)["params"])
+    hidden, _ = _hidden(config, params, batch)
+    mask = batch["input_mask"][..., None]
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    head = params["task_head"]
+    np.testing.assert_allclose(np.asarray(model.apply({"params": params}, batch)),
+                               pooled @ np.asarray(head["kernel"]) + np.asarray(head["bias"]),
                                atol=1e-5)
     model = TaskModel(spec, TaskSpec("regression", 1, "first"))
     params = nn.unbox(model.init(jax.random.PRNGKey(0), batch)["params"])

@@ -10,7 +10,7 @@ layer named `task_head`, always freshly initialised:
 
 Pooling: "first" is the [CLS] position, through the model's tanh pooler when it has one
 (BERT); "last" is the last real token (input_mask), the only one a causal decoder has
-read the whole sequence at.
+read the whole sequence at; "mean" averages the real tokens' hidden states.
 """
 from __future__ import annotations
 
@@ -24,10 +24,14 @@ from scaling.spec import ModelSpec
 
 
 def pool(hidden, input_mask, pooling: str, pooled=None):
-    """hidden [B, T, D] -> [B, D]: the first position (or the pooler's output), or the last
-    real one (input_mask [B, T]; None = every position is real)."""
+    """hidden [B, T, D] -> [B, D]: the first position (or the pooler's output), the last
+    real one, or the mean over real ones (input_mask [B, T]; None = every position is real)."""
     if pooling == "first":
         return hidden[:, 0] if pooled is None else pooled
+    if pooling == "mean":
+        mask = (jnp.ones(hidden.shape[:2]) if input_mask is None else input_mask)
+        mask = mask.astype(hidden.dtype)[..., None]
+        return jnp.sum(hidden * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
     if input_mask is None:
         return hidden[:, -1]
     last = jnp.maximum(jnp.sum(input_mask, axis=-1) - 1, 0)            # [B]

@@ -17,7 +17,7 @@ import dataclasses
 from scaling.tasks import registry
 from scaling.tasks.registry import KINDS, REGRESSION, SEQUENCE, TOKEN
 
-POOLINGS = ("auto", "first", "last")
+POOLINGS = ("auto", "first", "last", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,7 @@ class TaskSpec:
     kind: str          # sequence_classification | token_classification | regression
     num_labels: int    # head outputs (regression: 1)
     pooling: str       # sequence heads: "first" ([CLS], through the pooler if any) | "last"
+                       #   (the last real token) | "mean" (over real tokens)
 
 
 def is_finetuning(config) -> bool:
@@ -85,6 +86,10 @@ def validate(config) -> None:
     if t.max_train_examples < 0:
         raise ValueError(f"task.max_train_examples: must be >= 0 (0 = all), got "
                          f"{t.max_train_examples}")
+    if config.data.tokenizer == "sentencepiece":
+        # Its model file is keyed by the pretraining corpus, which a task config does not name.
+        raise ValueError("data.tokenizer: sentencepiece is not supported for tasks; use the "
+                         "byte tokenizer (or a pretrained model's own tokenizer)")
     if config.parallel.engine != "jit":
         raise ValueError("parallel.engine: fine-tuning tasks run on the jit engine only")
 
