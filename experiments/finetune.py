@@ -29,7 +29,7 @@ GLUE_TRAIN_SIZES = dict(cola=8_551, sst2=67_349, mrpc=3_668, qqp=363_846, stsb=5
 # The tiny BERT's MLM pretraining (GPT-2 keeps its quick start: experiments/gpt2.py).
 BERT_TINY_PRETRAIN = dict(steps=600, batch_size=32, log_every=50, eval_every=200, eval_steps=8)
 TINY_FINETUNE = dict(steps=300, batch_size=32, log_every=25, eval_every=100)
-TINY_FT_OPTIM = dict(lr=3e-4, warmup_steps=30, decay="linear", end_lr_fraction=0.0,
+TINY_FT_OPTIM = dict(lr=1e-3, warmup_steps=30, decay="linear", end_lr_fraction=0.0,
                      weight_decay=0.01, b2=0.999)
 
 
@@ -52,6 +52,10 @@ def _finetune(family: str, size: str, task: str):
     config.checkpoint.every = 0
     if size == "tiny":
         config.task.max_train_examples = 2000   # labelled data is scarce: pretraining matters
+        # The mean of the tokens' states: MLM pretraining trains every token's state but
+        # neither [CLS]'s summary nor the pooler (measured: 27.2 % vs 22.7 % held-out accuracy
+        # for the first token at lr 3e-4, both from the same pretrained run).
+        config.task.pooling = "mean"
         config.train.update(TINY_FINETUNE)
         config.optim.update(TINY_FT_OPTIM)
     else:   # BERT's GLUE recipe: 3 epochs, lr 2e-5, 10 % warmup, linear decay, dropout 0.1

@@ -73,7 +73,7 @@ def _hidden(config, params, batch):
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_sequence_head_is_a_dense_layer_on_the_pooled_token(family, data_dir):
-    config = finetune_config(family, data_dir)
+    config = finetune_config(family, data_dir, **{"task.pooling": "auto"})
     batch = _batch(np.random.default_rng(0), family)
     model, params = _init(config, batch)
     logits = np.asarray(model.apply({"params": params}, batch))
@@ -221,7 +221,7 @@ BAD_INPUTS = [
     ("finetune.py:bert_tiny_builtin", {"data.objective": "mlm"}, "data.objective: 'mlm'"),
     ("finetune.py:bert_tiny_builtin", {"data.dataset": "glue/nope"}, "data.dataset:"),
     ("finetune.py:gpt2_tiny_builtin", {"task.pooling": "first"}, "task.pooling:"),
-    ("finetune.py:bert_tiny_builtin", {"task.pooling": "mean"}, "task.pooling: unknown"),
+    ("finetune.py:bert_tiny_builtin", {"task.pooling": "max"}, "task.pooling: unknown"),
     ("finetune.py:bert_tiny_builtin", {"task.max_train_examples": -1},
      "task.max_train_examples:"),
     ("finetune.py:bert_tiny_builtin", {"parallel.engine": "pmap"}, "parallel.engine:"),
