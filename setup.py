@@ -29,7 +29,8 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
                  # the reference models of tests/test_hf.py (CPU wheels are enough)
-                 "torch>=2.13,<2.14", "transformers>=5.20,<6"],
+                 "torch>=2.13,<2.14", "transformers>=5.20,<6",
+                 "scikit-learn>=1.5,<2"],  # reference metrics in tests/test_task_metrics.py
         # import-hf SRC given as a Hub name (downloads the model directory)
         "hf": ["huggingface_hub>=2.4,<3"],
     },

@@ -124,6 +124,10 @@ class Resume:
     params_only: bool       # fine-tuning: parameters only, fresh optimizer, data and step 0
     damaged: list[int] = dataclasses.field(default_factory=list)  # unreadable newer steps,
                             # moved aside by the restore (never resumed from, never kept)
+    fresh: tuple = ()       # params_only: the model's parameters not in the checkpoint (a
+                            #   task head), which keep their fresh initialisation
+    ignored: tuple = ()     # params_only: checkpoint parameters the model has no use for
+                            #   (a pretraining head)
 
 
 def check_workdir(workdir: str) -> None:
@@ -186,6 +190,29 @@ def _compare_params(saved: dict, current: dict, where: str) -> None:
                                   f"{where} but {current[name]} in the model of --config")
 
 
+def _compare_init_params(saved: dict, current: dict, where: str,
+                         task_model: bool) -> tuple[tuple, tuple]:
+    """checkpoint.init_from into a task model: the backbone must match the checkpoint; the
+    task head may be missing from it (fresh) and a pretraining head unused (ignored).
+
+    Returns:
+      (fresh parameter names, ignored parameter names).
+    """
+    if not task_model:
+        _compare_params(saved, current, where)
+        return (), ()
+    from scaling.optim import TASK_HEAD
+    fresh = tuple(n for n in sorted(current) if n not in saved)
+    ignored = tuple(n for n in sorted(saved) if n not in current)
+    for name in fresh:
+        if name.split("/")[0] != TASK_HEAD:
+            raise CheckpointError(f"checkpoint: parameter {name} {current[name]} of the model "
+                                  f"is missing from {where} (checkpoint.init_from)")
+    _compare_params({n: saved[n] for n in current if n in saved},
+                    {n: current[n] for n in current if n in saved}, where)
+    return fresh, ignored
+
+
 def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
     for key in sorted(set(saved_model) | set(current_model)):
         if key in NON_SHAPE_MODEL_FIELDS:
@@ -200,9 +227,11 @@ def abstract_train_state(spec, config):
     """The TrainState as ShapeDtypeStructs (no shardings), from the spec and optimizer."""
     from scaling.models import build_model, example_batch
     from scaling.optim import make_optimizer
+    from scaling.tasks import task_spec
     from scaling.train_state import make_init_fn
 
-    init = make_init_fn(build_model(spec), make_optimizer(config.optim, config.train.steps),
+    init = make_init_fn(build_model(spec, task_spec(config)),
+                        make_optimizer(config.optim, config.train.steps),
                         example_batch(spec, 1, min(config.data.seq_len, spec.max_positions)))
     return jax.eval_shape(init, jax.random.PRNGKey(0))
 
@@ -256,7 +285,13 @@ def preflight(config, workdir: str, spec) -> Resume | None:
                     f"checkpoint: {diff}; resume with the checkpoint's model config, or "
                     f"fine-tune from its parameters in a new --workdir with "
                     f"--config.checkpoint.init_from={workdir}")
-        _compare_params(saved_params, _flat_shapes(abstract.params), where)
+        fresh, ignored = (), ()
+        if params_only:
+            from scaling.tasks import is_finetuning
+            fresh, ignored = _compare_init_params(saved_params, _flat_shapes(abstract.params),
+                                                  where, is_finetuning(config))
+        else:
+            _compare_params(saved_params, _flat_shapes(abstract.params), where)
         if not params_only and saved_opt != _flat_shapes(abstract.opt_state):
             changed = _optimizer_fields_changed(saved_config, config)
             raise CheckpointError(
@@ -268,7 +303,7 @@ def preflight(config, workdir: str, spec) -> Resume | None:
             _report_config_changes(saved_config, resolved_config(config, spec))
         manager.close()
         return Resume(directory=directory, steps=[s for s in steps if s <= step],
-                      params_only=params_only,
+                      params_only=params_only, fresh=fresh, ignored=ignored,
                       damaged=[] if params_only else [s for s in steps if s > step])
     manager.close()
     raise CheckpointError(f"checkpoint: none of the checkpoints in {directory} is readable "
@@ -378,8 +413,9 @@ class Checkpoints:
 
         Returns:
           (state, train iterator state or None, step). For `params_only` the returned state
-          is `abstract_state` with only `params` filled in (the caller initialises the rest)
-          and the step is 0.
+          is `abstract_state` with only `params` filled in (the caller initialises the rest;
+          the names in `resume.fresh` are left out: merge with `merge_params`) and the
+          step is 0.
         """
         source = self.manager if resume.directory == self.directory else _manager(
             resume.directory, read_only=True)
@@ -391,7 +427,7 @@ class Checkpoints:
                 saved = dict(source.restore(step, args=ocp.args.Composite(
                     data=ocp.args.JsonRestore()))["data"]).get("fingerprints", {})
                 if resume.params_only:
-                    item = {"params": abstract_state.params}
+                    item = {"params": _without(abstract_state.params, resume.fresh)}
                     out = source.restore(step, args=ocp.args.Composite(
                         state=ocp.args.PyTreeRestore(
                             item=item, partial_restore=True,
@@ -505,6 +541,22 @@ def _du(path: str) -> int:
     """Bytes under `path`."""
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path)
                for f in files)
+
+
+def _without(params, names: tuple):
+    """`params` (nested dicts) without the leaves named 'a/b/c' in `names`."""
+    from flax import traverse_util
+    flat = traverse_util.flatten_dict(dict(params), sep="/")
+    return traverse_util.unflatten_dict({k: v for k, v in flat.items() if k not in names},
+                                        sep="/")
+
+
+def merge_params(fresh, restored):
+    """`fresh` parameters with every leaf that `restored` has replaced by the restored one."""
+    from flax import traverse_util
+    flat = traverse_util.flatten_dict(dict(fresh), sep="/")
+    flat.update(traverse_util.flatten_dict(dict(restored), sep="/"))
+    return traverse_util.unflatten_dict(flat, sep="/")
 
 
 def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, dict, int]:

@@ -64,7 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.target_key = ""              # translation datasets: target language key
     c.data.tokenizer = "byte"           # byte | sentencepiece
     c.data.sp_vocab_size = 1024         # sentencepiece vocabulary size
-    c.data.objective = "causal_lm"      # causal_lm | mlm | span_corruption | translation
+    c.data.objective = "causal_lm"      # causal_lm | mlm | span_corruption | translation |
+                                        #   task (labelled examples of task.*; fine-tuning)
     c.data.seq_len = 128                # T (encoder_decoder: source length)
     c.data.target_len = 0               # encoder_decoder: target length (0 = seq_len)
     c.data.mask_rate = 0.15             # mlm: fraction of tokens selected
@@ -72,6 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.noise_density = 0.15         # span corruption
     c.data.mean_span_length = 3.0
     c.data.eval_fraction = 0.02         # builtin: fraction of documents held out
+    c.data.corpus_exclude = ""          # builtin: comma-separated globs of files the corpus
+                                        #   leaves out (e.g. a task's held-out files)
     c.data.shuffle = True
     c.data.worker_count = 0             # grain worker processes (0 = in-process)
     # Added by the data pipeline (scaling/data):
@@ -105,6 +108,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.95
     c.optim.eps = 1e-8
     c.optim.clip_norm = 1.0             # 0 disables clipping
+    c.optim.freeze_backbone = False     # fine-tuning: train the task head only (optax
+                                        #   set_to_zero on every other parameter)
 
     c.parallel = ml_collections.ConfigDict()
     c.parallel.engine = "jit"           # jit (NamedSharding over a mesh) | pmap
@@ -130,6 +135,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint.init_from = ""         # fine-tuning: a run dir whose latest PARAMETERS start
                                         # this run (fresh optimizer, data, step 0); used only
                                         # while this workdir has no checkpoint of its own
+
+    # Fine-tuning on a labelled task (scaling/tasks): data.objective = "task" and
+    # data.dataset = a task name (builtin_modules, builtin_tokens, glue/sst2, glue/mnli, ...).
+    c.task = ml_collections.ConfigDict()
+    c.task.kind = ""                    # "" (pretraining) | sequence_classification |
+                                        #   token_classification | regression
+    c.task.num_labels = 0               # head outputs (0 = the dataset's label count)
+    c.task.pooling = "auto"             # sequence heads: auto (encoder: first token, through
+                                        #   the tanh pooler when model.pooler; decoder: last
+                                        #   real token) | first | last | mean (over
+                                        #   real tokens)
+    c.task.max_train_examples = 0       # use only the first N of a fixed shuffle of the
+                                        #   labelled train split (0 = all)
 
     c.metrics = ml_collections.ConfigDict()
     c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU once

@@ -43,13 +43,31 @@ def _is_table(path) -> bool:
     return "positions" in keys or "types" in keys
 
 
+# The top-level parameter collection of a fine-tuning task's head (scaling.models.task).
+TASK_HEAD = "task_head"
+
+
+def backbone_mask(params):
+    """True for every parameter outside the task head (the ones optim.freeze_backbone holds)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[0], "key", None) != TASK_HEAD, params)
+
+
 def make_optimizer(optim_cfg, total_steps: int) -> optax.GradientTransformation:
+    """Clipping + AdamW; with optim.freeze_backbone only the task head is updated."""
     schedule = make_schedule(optim_cfg, total_steps)
     parts = []
     if optim_cfg.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(optim_cfg.clip_norm))
     parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
                              weight_decay=optim_cfg.weight_decay, mask=decay_mask))
+    if optim_cfg.get("freeze_backbone", False):
+        # Zero the backbone's gradients first (clipping then sees the head's alone) and its
+        # updates last (AdamW's weight decay would move it). optax.masked, not
+        # multi_transform: sharding.py maps the optimizer state with optax.tree_map_params,
+        # which masked supports.
+        freeze = optax.masked(optax.set_to_zero(), backbone_mask)
+        parts = [freeze, *parts, freeze]
     return optax.chain(*parts)
 
 

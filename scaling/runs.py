@@ -29,8 +29,13 @@ KNOWN_FIELDS = {
     "step", "time", "loss", "accuracy", "nonfinite_steps", "lr", "grad_norm", "param_norm", "step_time_s", "data_wait_s",
     "tokens_per_s", "tokens_per_s_per_device", "model_tflops_per_device", "mfu", "hfu",
     "tokens_seen", "flops_seen", "goodput", "eval_loss", "eval_ppl", "eval_accuracy",
+    "eval_f1", "eval_macro_f1", "eval_mcc", "eval_pearson", "eval_spearman", "eval_examples",
     "device_bytes_in_use", "device_peak_bytes", "device_bytes_limit", "host_peak_rss_bytes",
 }
+# Eval scores a fine-tuning run reports (`final_<name>` in summaries; eval_accuracy is also
+# the token accuracy of pretraining objectives).
+TASK_SCORES = ("eval_accuracy", "eval_f1", "eval_macro_f1", "eval_mcc", "eval_pearson",
+               "eval_spearman")
 KNOWN_PREFIXES = ("badput_",)
 KNOWN_EVENTS = {"run_start", "compile", "run_end"}
 
@@ -238,6 +243,7 @@ def summarize(run: Run) -> dict:
         tokens_seen = run.tokens_at(step)
 
     _, eval_losses = run.series("eval_loss", run.evals)
+    final_eval = run.evals[-1] if run.evals else {}
     _, device_peaks = run.series("device_peak_bytes")
     _, host_peaks = run.series("host_peak_rss_bytes")
     peak_memory, memory_kind = None, None
@@ -256,6 +262,8 @@ def summarize(run: Run) -> dict:
         "final_loss": number(last.get("loss")),
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "best_eval_loss": min(eval_losses) if eval_losses else None,
+        # Fine-tuning tasks (scaling.tasks.metrics): the last eval's scores, where logged.
+        **{f"final_{k}": number(final_eval.get(k)) for k in TASK_SCORES},
         "median_tokens_per_s": _median(run.series("tokens_per_s")[1]),
         "median_mfu": _median(run.series("mfu")[1]),
         "peak_memory_bytes": _int(peak_memory),

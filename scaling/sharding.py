@@ -54,6 +54,7 @@ RULES = {
         ("positions", None),
         ("types", None),
         ("layers", None),
+        ("labels", None),
     ),
 }
 

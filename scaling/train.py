@@ -24,7 +24,7 @@ import numpy as np
 from scaling import checkpoint as ckpt_lib
 from scaling import data as data_lib
 from scaling.configs import ConfigError
-from scaling import distributed, pmap_engine, sharding, workdir_lock
+from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
 from scaling.models import build_model, example_batch, model_spec
@@ -32,7 +32,9 @@ from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
 from scaling.spec import ModelSpec
-from scaling.train_step import make_eval_step, make_train_step, param_norm, state_donation
+from scaling.tasks import data as task_data, evaluate as task_eval
+from scaling.train_step import (loss_name, make_eval_step, make_train_step, param_norm,
+                                state_donation)
 
 # Which objectives each model family can train on.
 OBJECTIVES = {
@@ -49,11 +51,12 @@ def validate(config) -> ModelSpec:
     Runs before any array is created or anything compiled, so bad input fails in seconds.
     """
     spec = model_spec(config)
+    tasks.validate(config)  # fine-tuning: the task, its head and the model family
     data_lib.validate_data_config(config)
     data_lib.check_vocab_fits(config, spec.vocab_size)
     validate_optim_config(config.optim, config.train.steps)
     d, t = config.data, config.train
-    if d.objective not in OBJECTIVES[spec.family]:
+    if d.objective != "task" and d.objective not in OBJECTIVES[spec.family]:
         raise ValueError(f"data.objective: {d.objective!r} does not train a {spec.family} "
                          f"model; use one of {', '.join(OBJECTIVES[spec.family])}")
     longest = max(d.seq_len, d.target_len)
@@ -91,7 +94,8 @@ def run(config, workdir: str) -> dict:
 
     Returns:
       {"train_losses": [loss at each log step], "eval": last eval metrics,
-       "unigram_entropy": baseline of the eval split, "state": the final TrainState}
+       "unigram_entropy": baseline of the eval split (tasks: the label entropy or
+       variance), "state": the final TrainState}
     """
     # ---- 1. Validate: config errors surface before anything is built ---------------------
     spec = validate(config)
@@ -99,6 +103,11 @@ def run(config, workdir: str) -> dict:
     # The workdir, and any checkpoint in it, against this config: a one-line CheckpointError
     # (exit 2) before anything is written or deleted.
     resume = ckpt_lib.preflight(config, workdir, spec)
+    if tasks.is_finetuning(config):  # e.g. an unprepared TFDS task: exit 2, nothing written
+        try:
+            task_data.check_available(config)
+        except ValueError as e:
+            raise ConfigError(str(e).splitlines()[0]) from None
     steps, batch_size = config.train.steps, config.train.batch_size
 
     # ---- 2. Mesh and logical-axis rules (layout errors are bad input: before any write) --
@@ -128,7 +137,13 @@ def run(config, workdir: str) -> dict:
     train_iter = data_lib.make_pipeline(config, "train", **host)
     eval_iter = data_lib.make_pipeline(config, "validation", **host)
     eval_start = eval_iter.get_state()  # every evaluation reads the same batches
-    baseline = data_lib.unigram_entropy(config, "validation")
+    task = tasks.task_spec(config)   # None when pretraining
+    # The loss of a model that ignores its input: unigram entropy (LM) or label entropy /
+    # variance (tasks).
+    baseline = (data_lib.unigram_entropy(config, "validation") if task is None
+                else task_data.label_baseline(config))
+    baseline_name, baseline_key = (("unigram", "unigram_entropy") if task is None
+                                   else ("constant-prediction", "label_baseline_loss"))
     batch_sh = sharding.batch_sharding(mesh)
     if engine == "pmap":  # this host's rows -> [devices, rows/device, ...]
         to_global = pmap_engine.split_batch
@@ -138,7 +153,8 @@ def run(config, workdir: str) -> dict:
                     for k, v in local_batch.items()}
 
     # ---- 5. Model, optimizer and the sharded train state ----------------------------------
-    model = build_model(spec)
+    model = build_model(spec, task)   # a task model: the family's backbone + a task head
+    loss = loss_name(task)
     tx = make_optimizer(config.optim, steps)
     schedule = make_schedule(config.optim, steps)
     seq_len, target_len = config.data.seq_len, config.data.target_len
@@ -168,9 +184,13 @@ def run(config, workdir: str) -> dict:
                               state, state_sh)
         if resume.params_only:   # fine-tuning: parameters only; fresh optimizer, data, step 0
             restored, _, _ = checkpoints.restore(resume, target)
-            state = state.replace(params=restored.params)
+            state = state.replace(params=ckpt_lib.merge_params(state.params, restored.params))
             _log(f"initialised parameters from {resume.directory}/{resume.steps[0]} "
                  "(checkpoint.init_from)")
+            if resume.fresh:
+                _log(f"  freshly initialised: {', '.join(resume.fresh)}")
+            if resume.ignored:
+                _log(f"  not used from the checkpoint: {', '.join(resume.ignored)}")
         else:
             state = None          # free the fresh state before the restored one is allocated
             state, data_state, start_step = checkpoints.restore(resume, target)
@@ -244,8 +264,8 @@ def run(config, workdir: str) -> dict:
 
     # ---- 6. Compile the step ahead of time (its time and XLA FLOPs are logged) ------------
     train_step = make_train_step(model, tx, schedule, config.train.micro_batches,
-                                 config.train.nonfinite)
-    eval_step = make_eval_step(model)
+                                 config.train.nonfinite, loss=loss)
+    eval_step = make_eval_step(model, loss)
     t0 = time.perf_counter()
     if engine == "pmap":  # replicated copies per device, per-device batches, psum'd grads
         state = pmap_engine.replicate(state)
@@ -281,22 +301,26 @@ def run(config, workdir: str) -> dict:
         flops_convention="palm: 6N + 12*L*T*d (N = matmul params incl. the output projection)",
         num_devices=num_devices, peak_flops_per_device=peak, peak_source=peak_source,
         config_name=config.get("experiment", ""), seq_len=seq_len, batch_size=batch_size,
-        unigram_entropy=baseline, mesh=dict(mesh.shape), resumed_from_step=start_step)
+        mesh=dict(mesh.shape), resumed_from_step=start_step, **{baseline_key: baseline})
     writer.write_event("compile", compile_time_s=compile_s, hardware_flops_per_step=hw_flops)
     _log(f"{spec.name}: {counts.backbone:,} params, {flops_per_token / 1e6:.1f} MFLOP/token, "
          f"mesh {dict(mesh.shape)}, compiled in {compile_s:.1f}s; "
-         f"unigram baseline {baseline:.3f} nats/token")
+         f"{baseline_name} baseline loss {baseline:.3f}")
 
-    def evaluate(params) -> dict:
-        eval_iter.set_state(eval_start)
-        total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0}
-        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-            for _ in range(config.train.eval_steps):
-                out = jax.device_get(eval_fn(params, to_global(next(eval_iter))))
-                total = {k: total[k] + float(out[k]) for k in total}
-        loss = total["loss_sum"] / max(total["weight"], 1.0)
-        return {"eval_loss": loss, "eval_ppl": float(np.exp(min(loss, 50.0))),
-                "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
+    if task is not None:  # tasks: a full pass over the validation split, with task metrics
+        evaluate = task_eval.make_evaluator(config, model, loss, mesh, rules, to_global,
+                                            params_sh, batch_sh, host)
+    else:  # language models: the same eval_steps batches every time
+        def evaluate(params) -> dict:
+            eval_iter.set_state(eval_start)
+            total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0}
+            with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+                for _ in range(config.train.eval_steps):
+                    out = jax.device_get(eval_fn(params, to_global(next(eval_iter))))
+                    total = {k: total[k] + float(out[k]) for k in total}
+            loss = total["loss_sum"] / max(total["weight"], 1.0)
+            return {"eval_loss": loss, "eval_ppl": float(np.exp(min(loss, 50.0))),
+                    "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
 
     # ---- 8. The loop: the only host syncs are at log and eval steps ---------------------
     # (On a CPU host set up by scaling/host_malloc.py a single-device step runs on this
@@ -352,9 +376,12 @@ def run(config, workdir: str) -> dict:
                 last_eval = evaluate(state.params)
                 meter.mark_unproductive(time.perf_counter() - t, "eval")
                 writer.write({"step": step, **last_eval})
+                scores = "".join(f", {k[5:]} {v:.4f}" for k, v in last_eval.items()
+                                 if task is not None and k not in ("eval_loss", "eval_examples"))
                 progress.message(f"step {step}: eval loss {last_eval['eval_loss']:.4f} "
-                                 f"(unigram baseline {baseline:.4f}, "
-                                 f"{100 * (1 - last_eval['eval_loss'] / baseline):.1f}% below)")
+                                 f"({baseline_name} baseline {baseline:.4f}, "
+                                 f"{100 * (1 - last_eval['eval_loss'] / max(baseline, 1e-12)):.1f}"
+                                 f"% below){scores}")
                 interval_start += time.perf_counter() - t  # eval time is not step time
 
             # Checkpoint every checkpoint.every steps; on SIGTERM/SIGINT save here and stop.
@@ -387,7 +414,7 @@ def run(config, workdir: str) -> dict:
                  else f"latest checkpoint: step {checkpoints.latest_step()}")
         _log(f"{stop.signal_name}: stopped at step {stopped_at}; {where}")
     else:
-        writer.write_event("run_end", step=steps, unigram_entropy=baseline, **last_eval)
+        writer.write_event("run_end", step=steps, **{baseline_key: baseline}, **last_eval)
     writer.close()
     if jax.process_index() == 0:
         workdir_lock.release(workdir)

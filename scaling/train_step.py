@@ -29,12 +29,28 @@ def weighted_cross_entropy(logits, targets, weights):
     return (jnp.sum(losses * weights), jnp.sum(correct * weights), jnp.sum(weights))
 
 
+def weighted_squared_error(predictions, targets, weights):
+    """Regression (STS-B): sums of squared errors, of a zero "correct" count, and of weights."""
+    errors = (predictions.astype(jnp.float32) - targets.astype(jnp.float32)) ** 2
+    return (jnp.sum(errors * weights), jnp.zeros((), jnp.float32), jnp.sum(weights))
+
+
+# Loss by name: classification (tokens or sequences) and regression heads.
+LOSSES = {"cross_entropy": weighted_cross_entropy, "squared_error": weighted_squared_error}
+
+
+def loss_name(task) -> str:
+    """The loss of a scaling.tasks.TaskSpec (None = pretraining: cross-entropy)."""
+    return "squared_error" if task is not None and task.kind == "regression" else "cross_entropy"
+
+
 def _model_inputs(batch):
     return {k: v for k, v in batch.items() if k not in ("targets", "weights")}
 
 
 def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_batches: int = 1,
-                    nonfinite: str = "skip", axis_name: str | None = None):
+                    nonfinite: str = "skip", axis_name: str | None = None,
+                    loss: str = "cross_entropy"):
     """Build `train_step(state, batch) -> (state, metrics)`; jit it where it is used.
 
     Args:
@@ -49,13 +65,15 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
         it (the token-weighted mean of gradients, i.e. what lax.pmean of per-device means
         gives when devices hold equal token counts, and exact when they do not), so every
         device applies the update of the whole global batch.
+      loss: a LOSSES name: "cross_entropy" (logits [..., C], integer targets) or
+        "squared_error" (a regression head's values, float targets).
     """
+    loss_sums = LOSSES[loss]
 
     def loss_fn(params, batch, rng, total_weight):
         logits = model.apply({"params": params}, _model_inputs(batch), train=True,
                              rngs={"dropout": rng})
-        loss_sum, correct, _ = weighted_cross_entropy(logits, batch["targets"],
-                                                      batch["weights"])
+        loss_sum, correct, _ = loss_sums(logits, batch["targets"], batch["weights"])
         # The mean over the whole batch's tokens, so the gradients come out as means: dividing
         # the summed gradients afterwards is one more pass over every parameter-sized array
         # (cpu-small step -2 %, in-process A/B). The total is known before the forward pass.
@@ -134,13 +152,13 @@ def state_donation(platform: str | None = None) -> tuple[int, ...]:
     return () if platform == "cpu" else (0,)
 
 
-def make_eval_step(model):
+def make_eval_step(model, loss: str = "cross_entropy"):
     """`eval_step(params, batch) -> {loss_sum, correct, weight}` (sums, combine then divide)."""
+    loss_sums = LOSSES[loss]
 
     def eval_step(params, batch):
         logits = model.apply({"params": params}, _model_inputs(batch), train=False)
-        loss_sum, correct, weight = weighted_cross_entropy(logits, batch["targets"],
-                                                           batch["weights"])
+        loss_sum, correct, weight = loss_sums(logits, batch["targets"], batch["weights"])
         return {"loss_sum": loss_sum, "correct": correct, "weight": weight}
 
     return eval_step

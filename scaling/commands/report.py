@@ -1,7 +1,8 @@
 """`scaling report RUN_DIR... [--csv|--json]`: one row per run.
 
 Columns: run, model, params, FLOPs/token, step, tokens seen, final train loss, final and best
-eval loss, median tokens/s, median MFU, peak memory, goodput. Rows go from the smallest model
+eval loss, final eval accuracy, a fine-tuning task's other scores (F1, Matthews correlation,
+Pearson / Spearman), median tokens/s, median MFU, peak memory, goodput. Rows go from the smallest model
 to the largest. The table uses human units; --csv and --json give raw numbers.
 
 Works on runs in progress or killed: problems are printed as one warning each on stderr.
@@ -31,13 +32,25 @@ COLUMNS = [
     ("loss", "final_loss", _loss),
     ("eval loss", "final_eval_loss", _loss),
     ("best eval", "best_eval_loss", _loss),
+    ("eval acc", "final_eval_accuracy", _pct),
+    ("task score", "task_score", _plain),
     ("tok/s", "median_tokens_per_s", runs_lib.human_count),
     ("MFU", "median_mfu", _pct),
     ("peak mem", "peak_memory_bytes", runs_lib.human_bytes),
     ("goodput", "goodput", _pct),
 ]
 NUMERIC_TITLES = {"params", "FLOPs/token", "step", "tokens", "loss", "eval loss", "best eval",
-                  "tok/s", "MFU", "peak mem", "goodput"}
+                  "eval acc", "tok/s", "MFU", "peak mem", "goodput"}
+# A fine-tuning run's other scores, as "f1 0.812 mcc 0.40" in the task score column.
+_SCORE_NAMES = {"final_eval_f1": "f1", "final_eval_macro_f1": "macro-f1",
+                "final_eval_mcc": "mcc", "final_eval_pearson": "pearson",
+                "final_eval_spearman": "spearman"}
+
+
+def task_score(row: dict) -> str | None:
+    parts = [f"{name} {row[key]:.3f}" for key, name in _SCORE_NAMES.items()
+             if row.get(key) is not None]
+    return " ".join(parts) or None
 
 
 def format_table(rows: list[dict]) -> str:
@@ -45,6 +58,7 @@ def format_table(rows: list[dict]) -> str:
     cells = []
     for row in rows:
         line = []
+        row = dict(row, task_score=task_score(row))
         for title, key, fmt in COLUMNS:
             text = fmt(row.get(key))
             if key == "peak_memory_bytes" and row.get("memory_kind") == "host" and text != "-":

@@ -33,16 +33,17 @@ def validate_data_config(config) -> None:
     from scaling.data import objectives, sources  # deferred: sources imports TFDS
 
     d = config.data
-    if d.objective not in objectives.OBJECTIVES:
+    if d.objective not in (*objectives.OBJECTIVES, "task"):
         raise ValueError(f"data.objective: unknown objective {d.objective!r}; "
-                         f"use one of {', '.join(objectives.OBJECTIVES)}")
+                         f"use one of {', '.join(objectives.OBJECTIVES)}, task")
     if d.tokenizer.startswith("hf:"):
         _check_hf_tokenizer(d)
     elif d.tokenizer not in _TOKENIZERS:
         raise ValueError(f"data.tokenizer: unknown tokenizer {d.tokenizer!r}; "
                          f"use one of {', '.join(_TOKENIZERS)}, or hf:<dir>")
-    if d.seq_len <= 0 or (d.objective == "mlm" and d.seq_len < 3):
-        raise ValueError(f"data.seq_len: must be positive (mlm: at least 3), got {d.seq_len}")
+    if d.seq_len <= 0 or (d.objective in ("mlm", "task") and d.seq_len < 3):
+        raise ValueError(f"data.seq_len: must be positive (mlm, task: at least 3), "
+                         f"got {d.seq_len}")
     if d.target_len < 0:
         raise ValueError(f"data.target_len: must be >= 0 (0 = seq_len), got {d.target_len}")
     if d.dataset == sources.BUILTIN and not 0.0 < d.eval_fraction < 1.0:
@@ -66,9 +67,15 @@ def validate_data_config(config) -> None:
     if config.train.micro_batches <= 0 or config.train.batch_size % config.train.micro_batches:
         raise ValueError(f"train.batch_size: {config.train.batch_size} is not divisible by "
                          f"train.micro_batches={config.train.micro_batches}")
-    if d.dataset == sources.BUILTIN:
+    if d.objective == "task":  # labelled fine-tuning data (scaling.tasks checks the head)
+        from scaling.tasks import registry
+        registry.get(d.dataset)
+        if d.dataset.startswith("glue/"):
+            sources.check_dataset_name(d.dataset, d.data_dir)
+    elif d.dataset == sources.BUILTIN:
         from scaling.data import builtin
-        builtin.resolve_corpus(d.corpus)  # raises the data.corpus error when empty
+        # raises the data.corpus error when empty
+        builtin.resolve_corpus(d.corpus, d.get("corpus_exclude", ""))
     else:
         sources.check_prepared(d)  # a known name whose files exist here
 

@@ -12,6 +12,7 @@ two corpora never collide and an edited corpus is prepared afresh. It is read ba
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import hashlib
 import os
@@ -37,12 +38,15 @@ def stdlib_files() -> list[str]:
     return sorted(files)
 
 
-def resolve_corpus(corpus: str) -> list[str]:
-    """Returns the sorted list of text files `data.corpus` names.
+def resolve_corpus(corpus: str, exclude: str = "") -> list[str]:
+    """Returns the sorted list of text files `data.corpus` names, less `data.corpus_exclude`.
 
     Args:
       corpus: "" for the stdlib default, a directory (all files below it, recursively,
         skipping hidden ones) or a glob pattern (`**` allowed).
+      exclude: comma-separated fnmatch globs matched against each absolute path (`*`
+        crosses `/`), e.g. a fine-tuning task's held-out files, so pretraining never sees
+        them. Excluded files change the file list and therefore `corpus_key`.
 
     Raises:
       ValueError: when nothing matches.
@@ -58,8 +62,11 @@ def resolve_corpus(corpus: str) -> list[str]:
         files = [f for f in glob.glob(os.path.expanduser(corpus), recursive=True)
                  if os.path.isfile(f)]
     files = sorted(os.path.abspath(f) for f in files if os.path.getsize(f) > 0)
+    patterns = [p.strip() for p in exclude.split(",") if p.strip()]
+    files = [f for f in files if not any(fnmatch.fnmatchcase(f, p) for p in patterns)]
     if not files:
-        raise ValueError(f"data.corpus: no text files match {corpus!r}; "
+        left = f" after data.corpus_exclude={exclude!r}" if patterns else ""
+        raise ValueError(f"data.corpus: no text files match {corpus!r}{left}; "
                          "point it at a directory or glob of text files")
     return files
 
@@ -130,9 +137,10 @@ class ScalingBuiltinCorpus(tfds.core.GeneratorBasedBuilder):
             yield path, {"text": text, "path": path}
 
 
-def make_builder(corpus: str, eval_fraction: float, data_dir: str | None) -> ScalingBuiltinCorpus:
+def make_builder(corpus: str, eval_fraction: float, data_dir: str | None,
+                 exclude: str = "") -> ScalingBuiltinCorpus:
     """Returns the (not yet prepared) builder for `corpus`, keyed by its file list."""
-    files = resolve_corpus(corpus)
+    files = resolve_corpus(corpus, exclude)
     config = CorpusConfig(name="c" + corpus_key(files, eval_fraction), files=tuple(files),
                           eval_fraction=eval_fraction,
                           description=f"{len(files)} files from {corpus or 'the Python stdlib'}")
@@ -140,13 +148,13 @@ def make_builder(corpus: str, eval_fraction: float, data_dir: str | None) -> Sca
                                 file_format="array_record")
 
 
-def load_builtin(corpus: str, eval_fraction: float, data_dir: str | None):
+def load_builtin(corpus: str, eval_fraction: float, data_dir: str | None, exclude: str = ""):
     """Prepares the corpus once (TFDS shows a progress bar) and returns its data sources.
 
     Returns:
       {'train': source, 'validation': source}, each a random-access sequence of
       {'text': bytes, 'path': bytes} dicts.
     """
-    builder = make_builder(corpus, eval_fraction, data_dir)
+    builder = make_builder(corpus, eval_fraction, data_dir, exclude)
     builder.download_and_prepare()  # no-op when this corpus was prepared before
     return builder.as_data_source()

@@ -149,12 +149,12 @@ class _Cfg(dict):
 
 
 # The fields that decide a split's token stream (seq_len etc. only decide how it is cut).
-_STREAM_FIELDS = ("dataset", "corpus", "data_dir", "text_key", "target_key", "objective",
+_STREAM_FIELDS = ("dataset", "corpus", "corpus_exclude", "data_dir", "text_key", "target_key", "objective",
                   "eval_fraction", "tokenizer", "sp_vocab_size")
 
 
 def _frozen(data_cfg) -> tuple:
-    return tuple((k, data_cfg[k]) for k in _STREAM_FIELDS)
+    return tuple((k, data_cfg.get(k, "")) for k in _STREAM_FIELDS)
 
 
 def chunk_length(data_cfg, tokenizer) -> tuple[int, int]:
@@ -229,13 +229,19 @@ def make_pipeline(config, split: str = "train", *, process_index: int = 0,
     data_cfg = config.data
     seed = config.train.seed if seed is None else seed
     tokenizer = make_tokenizer(data_cfg)
-    chunks = make_chunks(data_cfg, split, tokenizer)
+    if data_cfg.objective == "task":  # labelled items (scaling.tasks) instead of text chunks
+        from scaling.tasks import data as task_data
+        chunks = task_data.open_task(config, split)
+        maker = task_data.TaskExampleMaker(chunks, tokenizer, data_cfg.seq_len,
+                                           config.model.family, config.task.kind)
+    else:
+        chunks = make_chunks(data_cfg, split, tokenizer)
+        maker = ExampleMaker(chunks, tokenizer, data_cfg, seed)
 
     global_batch = config.train.batch_size
     order = GlobalOrder(len(chunks), global_batch, seed=seed,
                         shuffle=bool(data_cfg.shuffle) and split == "train", num_epochs=num_epochs)
     rows = HostRows(order, global_batch, process_index, process_count)
-    maker = ExampleMaker(chunks, tokenizer, data_cfg, seed)
 
     ds = grain.MapDataset.source(rows).map(maker).batch(rows.host_batch, drop_remainder=True)
     # Threads build the next batches while the accelerator runs the current step.

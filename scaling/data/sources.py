@@ -65,7 +65,7 @@ def dataset_key(data_cfg) -> str:
     """A name for caches keyed by dataset: the corpus hash for builtin, else the TFDS name."""
     if data_cfg.dataset == BUILTIN:
         from scaling.data import builtin
-        files = builtin.resolve_corpus(data_cfg.corpus)
+        files = builtin.resolve_corpus(data_cfg.corpus, data_cfg.get("corpus_exclude", ""))
         return "builtin-" + builtin.corpus_key(files, data_cfg.eval_fraction)
     return data_cfg.dataset.replace("/", "-")
 
@@ -101,9 +101,9 @@ def _to_str(value) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _builtin_sources(corpus: str, eval_fraction: float, data_dir: str):
+def _builtin_sources(corpus: str, eval_fraction: float, data_dir: str, exclude: str = ""):
     from scaling.data import builtin
-    return builtin.load_builtin(corpus, eval_fraction, data_dir or None)
+    return builtin.load_builtin(corpus, eval_fraction, data_dir or None, exclude)
 
 
 def open_split(data_cfg, split: str) -> TextSource:
@@ -116,7 +116,7 @@ def open_split(data_cfg, split: str) -> TextSource:
     target_key = data_cfg.target_key if data_cfg.objective == "translation" else ""
     if data_cfg.dataset == BUILTIN:
         records = _builtin_sources(data_cfg.corpus, float(data_cfg.eval_fraction),
-                                   data_cfg.data_dir)[split]
+                                   data_cfg.data_dir, data_cfg.get("corpus_exclude", ""))[split]
         return TextSource(records, "text")
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
 

@@ -19,8 +19,11 @@ _FAMILIES = {
 }
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """The Linen module for spec.family."""
+def build_model(spec: ModelSpec, task=None) -> nn.Module:
+    """The Linen module for spec.family, or with a scaling.tasks.TaskSpec its task model."""
+    if task is not None:
+        from scaling.models.task import TaskModel  # noqa: PLC0415
+        return TaskModel(spec, task)
     if spec.family == "xlnet":
         from scaling.models.xlnet import XLNet  # noqa: PLC0415  (optional family)
         return XLNet(spec)

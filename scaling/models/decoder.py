@@ -10,6 +10,21 @@ from scaling.nn.attention import CAUSAL
 from scaling.nn.layers import Dense, LayerNorm
 
 
+def decoder_body(s: ModelSpec, batch, train: bool):
+    """Embeddings -> causal blocks -> [ln_final], created inside the calling compact module
+    under the names embed, blocks, ln_final (shared by the LM and task models).
+
+    Returns:
+      (hidden [B, T, D], embed).
+    """
+    embed = Embeddings(s, name="embed")
+    x = embed(batch["inputs"], deterministic=not train)
+    x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(x, CAUSAL)
+    if s.final_norm:
+        x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+    return x, embed
+
+
 class DecoderLM(nn.Module):
     """batch['inputs'] [B, T] -> next-token logits [B, T, V_pad].
 
@@ -20,12 +35,7 @@ class DecoderLM(nn.Module):
     @nn.compact
     def __call__(self, batch, train: bool = False):
         s = self.spec
-        ids = batch["inputs"]
-        embed = Embeddings(s, name="embed")
-        x = embed(ids, deterministic=not train)
-        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(x, CAUSAL)
-        if s.final_norm:
-            x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+        x, embed = decoder_body(s, batch, train)
         if s.tie_embeddings:
             return embed.attend(x)
         logits = Dense(s.padded_vocab_size, ("embed", "vocab"), s.output_bias, s.compute_dtype,

@@ -35,28 +35,42 @@ class MlmHead(nn.Module):
         return mask_padded_vocab(logits, s)
 
 
+def encoder_body(s: ModelSpec, batch, train: bool):
+    """Embeddings -> blocks -> [ln_final] -> [pooler], created inside the calling compact module.
+
+    The submodules get the same names (embed, blocks, ln_final, pooler) in whatever module
+    calls this, so a task model's backbone reads a pretrained checkpoint's parameters.
+
+    Returns:
+      (hidden [B, T, D], pooled [B, D] tanh-pooled first token or None, embed).
+    """
+    ids = batch["inputs"]
+    valid = batch.get("input_mask")
+    valid = jnp.ones_like(ids) if valid is None else valid
+    embed = Embeddings(s, name="embed")
+    x = embed(ids, batch.get("token_types"), deterministic=not train)
+    x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(
+        x, padding_mask(valid))
+    if s.final_norm:
+        x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+    pooled = None
+    if s.pooler:
+        pooled = jnp.tanh(Dense(s.width, ("embed", "mlp"), True, s.compute_dtype,
+                                name="pooler")(x[:, 0]))
+    return x, pooled, embed
+
+
 class EncoderModel(nn.Module):
     """batch['inputs'] [B, T] (+ 'token_types', 'input_mask') -> MLM logits [B, T, V_pad].
 
     The pooled [CLS] vector (tanh dense over the first position) is sown into the
-    'intermediates' collection for classification fine-tuning.
+    'intermediates' collection; classification heads (scaling.models.task) read it.
     """
     spec: ModelSpec
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
-        s = self.spec
-        ids = batch["inputs"]
-        valid = batch.get("input_mask")
-        valid = jnp.ones_like(ids) if valid is None else valid
-        embed = Embeddings(s, name="embed")
-        x = embed(ids, batch.get("token_types"), deterministic=not train)
-        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(
-            x, padding_mask(valid))
-        if s.final_norm:
-            x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
-        if s.pooler:
-            pooled = jnp.tanh(Dense(s.width, ("embed", "mlp"), True, s.compute_dtype,
-                                    name="pooler")(x[:, 0]))
+        x, pooled, embed = encoder_body(self.spec, batch, train)
+        if pooled is not None:
             self.sow("intermediates", "pooled", pooled)
-        return MlmHead(s, name="head")(x, embed)
+        return MlmHead(self.spec, name="head")(x, embed)

@@ -24,6 +24,7 @@ LOGICAL_AXES = (
     "positions",  # rows of a learned position table
     "types",      # rows of a token-type table
     "layers",     # the stacked axis of scanned layers
+    "labels",     # outputs of a fine-tuning task head (classes)
 )
 
 dense_init = nn.initializers.normal(stddev=0.02)  # BERT / GPT-2 initialisation
