@@ -428,3 +428,27 @@ def test_import_finetune_and_sample_gpt2(capsys, tmp_path):
                          *common)
     assert rc == 2 and "model.vocab_size" in err and "data.tokenizer" in err
     assert not (tmp_path / "small").exists()
+
+
+def test_finetune_an_imported_bert_on_the_builtin_task(capsys, tmp_path):
+    """Imported HF weights + its tokenizer -> a task head fine-tuned on builtin_modules: the
+    backbone comes from the import, the head is fresh, the MLM head unused."""
+    tok = word_tokenizer(tmp_path / "tok")
+    cfg = bert_config("BertConfig", max_position_embeddings=64)  # 90 ids fit the tokenizer
+    src = save(realistic(transformers.BertForMaskedLM(cfg)), tmp_path / "hf", tok)
+    import_dir(capsys, src, "bert", tmp_path / "imported")
+    rc, out, err = run_cli(
+        capsys, "train", "--config", f"experiments/hf.py:{tmp_path / 'imported'}",
+        "--workdir", str(tmp_path / "ft"), "--config.data.objective=task",
+        "--config.data.dataset=builtin_modules", "--config.data.seq_len=32",
+        "--config.task.kind=sequence_classification", "--config.task.max_train_examples=64",
+        "--config.train.steps=2", "--config.train.batch_size=4", "--config.train.log_every=1",
+        "--config.train.eval_every=2", "--config.metrics.tensorboard=False",
+        "--config.metrics.device_peak_tflops=1.0", "--config.parallel.mesh.data=1",
+        "--config.parallel.num_devices=1", f"--config.data.data_dir={tmp_path / 'tfds'}")
+    assert rc == 0, err
+    assert "initialised parameters from" in out and "freshly initialised: task_head" in out
+    assert "not used from the checkpoint: head/" in out
+    final = [json.loads(x) for x in open(tmp_path / "ft" / "metrics.jsonl")
+             if "eval_accuracy" in x][-1]
+    assert 0.0 <= final["eval_accuracy"] <= 1.0 and final["eval_examples"] > 0
