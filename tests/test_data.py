@@ -295,3 +295,20 @@ def test_large_splits_use_one_document_per_example(config):
     np.testing.assert_array_equal(chunks[0], [*tok.encode(doc)[:16], tok.eos_id])
     batch = next(data.make_pipeline(config, "train"))
     np.testing.assert_array_equal(batch["targets"][:, :-1], batch["inputs"][:, 1:])
+
+
+def test_binary_and_non_utf8_corpus_files_are_reported(tmp_path):
+    from scaling.data import builtin
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("plain text\n" * 50)
+    (corpus / "b.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1") * 50)
+    (corpus / "c.bin").write_bytes(bytes(range(256)) * 4)
+    with pytest.warns(UserWarning) as record:
+        sources = builtin.load_builtin(str(corpus), 0.5, str(tmp_path / "tfds"))
+    messages = " ".join(str(w.message) for w in record)
+    assert "left out 1 binary file(s)" in messages and "c.bin" in messages
+    assert "1 file(s) are not UTF-8" in messages and "b.txt" in messages
+    texts = [s[i]["text"] for s in sources.values() for i in range(len(s))]
+    assert len(texts) == 2  # the binary file is not a document
+    assert any(t.startswith(b"caf\xef\xbf\xbd") for t in texts)  # U+FFFD in UTF-8

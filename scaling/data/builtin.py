@@ -17,6 +17,7 @@ import glob
 import hashlib
 import os
 import sysconfig
+import warnings
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -130,11 +131,25 @@ class ScalingBuiltinCorpus(tfds.core.GeneratorBasedBuilder):
                 "validation": self._generate_examples([files[i] for i in validation])}
 
     def _generate_examples(self, files):
+        binary, not_utf8 = [], []
         for path in files:
             with open(path, "rb") as f:
-                # Replace undecodable bytes rather than fail on one odd file.
-                text = f.read().decode("utf-8", errors="replace")
+                raw = f.read()
+            if b"\0" in raw[:8192]:  # an image, archive, compiled file: not text at all
+                binary.append(path)
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:  # Latin-1 and the like: keep it, say so below
+                not_utf8.append(path)
+                text = raw.decode("utf-8", errors="replace")
             yield path, {"text": text, "path": path}
+        if binary:
+            warnings.warn(f"data.corpus: left out {len(binary)} binary file(s), e.g. "
+                          f"{binary[0]}")
+        if not_utf8:
+            warnings.warn(f"data.corpus: {len(not_utf8)} file(s) are not UTF-8, e.g. "
+                          f"{not_utf8[0]}; their undecodable bytes became U+FFFD")
 
 
 def make_builder(corpus: str, eval_fraction: float, data_dir: str | None,
