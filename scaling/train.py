@@ -80,6 +80,15 @@ def validate(config) -> ModelSpec:
     return spec
 
 
+def _close_finished_run(workdir: str, step: int) -> None:
+    """A run killed after its final checkpoint lacks its run_end event: add it (sweeps and
+    reports read it as 'finished'); a run that has one gets nothing new."""
+    from scaling.runs import read_run  # noqa: PLC0415
+    if jax.process_index() == 0 and read_run(workdir).run_end is None:
+        with MetricsWriter(workdir, tensorboard=False) as writer:
+            writer.write_event("run_end", step=step, note="completed at a rerun")
+
+
 def _log(message: str) -> None:
     if jax.process_index() == 0:
         print(message, flush=True)
@@ -200,6 +209,7 @@ def run(config, workdir: str) -> dict:
             window_carry = cut_window(workdir, start_step, config.train.log_every)
             if start_step >= steps:  # restored and verified: nothing left to train
                 checkpoints.close()
+                _close_finished_run(workdir, start_step)
                 if jax.process_index() == 0:
                     workdir_lock.release(workdir)
                 _log(f"already finished at step {start_step} (train.steps={steps}); nothing "

@@ -20,6 +20,8 @@ from scaling.train_step import weighted_cross_entropy, weighted_squared_error
 
 from _util import run_on_one_device, tiny_config
 
+pytestmark = pytest.mark.usefixtures("compile_cache")  # same programs again and again
+
 SMALL = dict(num_layers=2, width=32, num_heads=2, mlp_dim=64)
 
 

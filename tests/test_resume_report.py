@@ -1,10 +1,14 @@
 """What a resume says: the fields changed against the checkpoint, and a finished run's rerun."""
 import json
 
+import pytest
+
 from scaling.commands import train as train_cmd
 
 from test_checkpoint import cli_args, tiny_overrides
 
+
+pytestmark = pytest.mark.usefixtures("compile_cache")  # same programs again and again
 
 def _metrics(workdir):
     return (workdir / "metrics.jsonl").read_text()

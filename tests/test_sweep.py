@@ -126,7 +126,9 @@ def test_sweep_runs_members_skips_finished_and_resumes(tmp_path, data_dir):
     third = sweep.run_sweep(members, workdir, train_fn=train_fn, log=lambda _: None)
     assert trained == [members[-1].name] and third["ran"] == [members[-1].name]
     with open(metrics) as f:
-        starts = [json.loads(line) for line in f if '"run_start"' in line]
-    assert starts[-1]["resumed_from_step"] == members[-1].steps   # from its checkpoint
+        records = [json.loads(line) for line in f]
+    # Its last checkpoint is the final one: restored, verified, nothing trained again.
+    assert records[-1]["event"] == "run_end" and records[-1]["step"] == members[-1].steps
+    assert records[:-1] == [json.loads(line) for line in kept]
     with open(os.path.join(workdir, "sweep.json")) as f:
         assert len(json.load(f)["members"]) == 2
