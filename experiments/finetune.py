@@ -12,11 +12,15 @@ Variants:
 
 A fine-tuning run starts from `--config.checkpoint.init_from=RUN_DIR` (a pretraining run,
 or a Hugging Face checkpoint imported by `scaling import-hf`); without it the same model
-trains from random initialisation, the baseline pretraining must beat:
+trains from random initialisation, the baseline pretraining must beat. The demonstration
+(benchmarks/RESULTS_transfer.md): GPT-2 tiny's causal LM (experiments/gpt2.py's quick start,
+800 steps), then the same fine-tuning config from it and from random init:
 
-  scaling train --config experiments/finetune.py:bert_tiny_pretrain --workdir runs/pre
-  scaling train --config experiments/finetune.py:bert_tiny_builtin --workdir runs/ft \\
+  scaling train --config experiments/finetune.py:gpt2_tiny_pretrain --workdir runs/pre
+  scaling train --config experiments/finetune.py:gpt2_tiny_builtin --workdir runs/ft_pre \\
       --config.checkpoint.init_from=runs/pre
+  scaling train --config experiments/finetune.py:gpt2_tiny_builtin --workdir runs/ft_scratch
+  scaling report runs/ft_pre runs/ft_scratch
 """
 from experiments import bert, gpt2, roberta
 from scaling.tasks import builtin_modules, registry
@@ -52,11 +56,14 @@ def _finetune(family: str, size: str, task: str):
     config.checkpoint.every = 0
     if size == "tiny":
         config.task.max_train_examples = 2000   # labelled data is scarce: pretraining matters
-        # The mean of the tokens' states: MLM pretraining trains every token's state but
-        # neither [CLS]'s summary nor the pooler.
-        config.task.pooling = "mean"
         config.train.update(TINY_FINETUNE)
         config.optim.update(TINY_FT_OPTIM)
+        if family == "gpt2":   # the demonstration: the causal LM's last real token, where
+            # it has read the whole snippet; a lower lr keeps more of what pretraining learnt
+            config.task.pooling = "last"
+            config.optim.lr = 3e-4
+        else:   # MLM pretraining trains every token's state but neither [CLS]'s summary
+            config.task.pooling = "mean"  # nor the pooler: the mean of the tokens' states
     else:   # BERT's GLUE recipe: 3 epochs, lr 2e-5, 10 % warmup, linear decay, dropout 0.1
         steps = 3 * GLUE_TRAIN_SIZES[task.split("/")[1]] // 32
         config.train.update(steps=steps, batch_size=32, log_every=100,
@@ -68,7 +75,7 @@ def _finetune(family: str, size: str, task: str):
     return config
 
 
-def get_config(variant: str = "bert_tiny_builtin"):
+def get_config(variant: str = "gpt2_tiny_builtin"):
     variants = {"bert_tiny_pretrain": lambda: _pretrain("bert"),
                 "gpt2_tiny_pretrain": lambda: _pretrain("gpt2"),
                 "bert_tiny_tokens": lambda: _finetune("bert", "tiny", "builtin_tokens")}
