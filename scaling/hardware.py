@@ -100,8 +100,7 @@ def measure_cpu_matmul_peak(n: int = 2048, trials: int = 10, calls_per_trial: in
     Times a jitted (n, n) @ (n, n) fp32 matmul; XLA's CPU backend runs one such matmul on all
     of the process's threads, so this is the whole machine's (process's) peak. Best of
     `trials` (each the mean over `calls_per_trial` calls) to skip noisy neighbours; a busy
-    machine still reads low (seen 120 instead of 200 GFLOP/s on 2 busy cores). About 1-2 s at
-    n=2048 on two idle cores.
+    machine still reads low. Takes a second or two at n=2048.
 
     Returns:
         FLOP/s (2 n^3 per matmul).

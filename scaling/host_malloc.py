@@ -1,33 +1,19 @@
 """Host memory for XLA CPU steps: reuse each step's temporary buffer, on huge pages.
 
 XLA's CPU runtime mallocs each execution's temporary buffer (every activation the backward
-pass reads: 360 MB for the cpu-small train step, 1.2 GB for cpu-base) and frees it when the
-step ends. By default glibc serves an allocation that large with a fresh mmap and unmaps it
-on free, so at every step the kernel faults the buffer in again and zeroes it:
-
-- with 4 KiB pages that was ~104k faults and ~200 ms of system time per 1.1 s cpu-small
-  step. `glibc.malloc.hugetlb=1` (glibc 2.35+, THP mode "madvise") makes malloc ask for
-  transparent huge pages: +8 % tokens/s, but the zeroing stayed (`clear_page_erms` 7 % of
-  the step's CPU samples under perf), and on a VM that hands freed pages back to its host
-  it made every third step 150-370 ms slower;
-- so the buffer is now kept and reused. `glibc.malloc.mmap_max=0` serves large blocks from
-  the heap instead of fresh mappings, and a huge `glibc.malloc.trim_threshold` keeps the
-  heap's freed top instead of returning it to the kernel. One more condition: glibc gives a
-  worker thread its own arena, and an arena other than the main heap maps any block larger
-  than 64 MiB regardless of mmap_max. XLA CPU executes on a worker thread unless async
-  dispatch is off (`jax_cpu_enable_async_dispatch=False`: the step runs on the calling
-  thread, which allocates from the main heap). Computations over several devices (pmap,
-  sharded jit) are dispatched asynchronously regardless (that JAX option only covers
-  single-device computations).
-
-Measured with per-step timings of the compiled cpu-small train step (getrusage around each
-step; interleaved separate processes): system time per step 30-230 ms -> 0-10 ms, page
-faults 600-32k -> ~0, median step 859 -> 826 ms on a quiet machine and 931-1119 -> 850-950
-ms when it was busy (seven pairs: faster in six, 947 vs 950 ms in the seventh); cpu-base
-7.17/6.83 s -> 6.60/6.53 s. benchmarks/throughput.py, five interleaved pairs of runs: MFU
-72.2 -> 76.7, 69.6 -> 78.0, 73.6 -> 81.7, 74.8 -> 77.8, 77.7 -> 81.1 %. Either half alone
-changes nothing (mmap_max=0 with async dispatch: 856-910 ms; inline steps with mmap'd
-buffers: 920 ms). Donating the train state on top: no change.
+pass reads) and frees it when the step ends. By default glibc serves an allocation that
+large with a fresh mmap and unmaps it on free, so at every step the kernel faults the buffer
+in again and zeroes it. Huge pages alone (`glibc.malloc.hugetlb=1`) cut the faults but not
+the zeroing, and on a VM that hands freed pages back to its host they made some steps slower.
+So the buffer is kept and reused: `glibc.malloc.mmap_max=0` serves large blocks from the
+heap instead of fresh mappings, and a huge `glibc.malloc.trim_threshold` keeps the heap's
+freed top instead of returning it to the kernel. One more condition: glibc gives a worker
+thread its own arena, and an arena other than the main heap maps any block larger than
+64 MiB regardless of mmap_max. XLA CPU executes on a worker thread unless async dispatch is
+off (`jax_cpu_enable_async_dispatch=False`: the step runs on the calling thread, which
+allocates from the main heap). Computations over several devices (pmap, sharded jit) are
+dispatched asynchronously regardless. Either half alone changes nothing; the figures are in
+benchmarks/RESULTS.md.
 
 glibc reads its tunables once, when the process starts, so the `scaling` command and the
 benchmarks re-execute themselves once with GLIBC_TUNABLES extended (same process id, same

@@ -75,8 +75,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
                              rngs={"dropout": rng})
         loss_sum, correct, _ = loss_sums(logits, batch["targets"], batch["weights"])
         # The mean over the whole batch's tokens, so the gradients come out as means: dividing
-        # the summed gradients afterwards is one more pass over every parameter-sized array
-        # (cpu-small step -2 %, in-process A/B). The total is known before the forward pass.
+        # the summed gradients afterwards is one more pass over every parameter-sized array.
+        # The total is known before the forward pass.
         return loss_sum / total_weight, (loss_sum, correct)
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
@@ -119,8 +119,7 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_bat
             params=jax.tree.map(keep, params, state.params),
             opt_state=jax.tree.map(keep, opt_state, state.opt_state))
         # No parameter norm here: a reduction over every parameter at the very end of the
-        # step, on its critical path (cpu-small step -3 to -5 %, in-process A/B). The loop
-        # takes it at log steps with `param_norm`.
+        # step, on its critical path. The loop takes it at log steps with `param_norm`.
         metrics = {
             "loss": loss,
             "accuracy": correct / total_weight,
@@ -145,8 +144,7 @@ def state_donation(platform: str | None = None) -> tuple[int, ...]:
     Donating lets XLA write the new parameters and AdamW moments into the old buffers, which
     accelerators need to fit large models. XLA CPU, though, then copies every moment that the
     parameter update still reads after it was overwritten in place; fresh buffers are faster
-    there. Measured in-process A/B (benchmarks/compare.py --variant donate=true
-    --variant donate=false): cpu-small -3 % and cpu-base -9 to -10 % step time.
+    there (benchmarks/RESULTS.md).
     """
     platform = platform or jax.default_backend()
     return () if platform == "cpu" else (0,)

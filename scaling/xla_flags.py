@@ -4,9 +4,8 @@ Applied when `scaling` is imported, before JAX starts its backend; a flag the us
 put in XLA_FLAGS is never overridden, and SCALING_XLA_FLAGS=none turns this off.
 
 --xla_cpu_experimental_ynn_fusion_type=  (empty)
-    Turns off an experimental XLA CPU dot fusion that slows the backward matmuls.
-    Measured with benchmarks/xla_flags.py (2 idle cores, interleaved runs): cpu-small
-    1,353 -> 1,433 tokens/s (+6 %); the 4-layer quick-start model unchanged (11.0k vs 11.1k).
+    Turns off an experimental XLA CPU dot fusion that slows the backward matmuls
+    (benchmarks/xla_flags.py; figures in benchmarks/RESULTS.md).
     Only for jaxlib 0.10, where the flag exists (XLA aborts on unknown flags).
 """
 from __future__ import annotations

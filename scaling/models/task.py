@@ -14,10 +14,15 @@ read the whole sequence at; "mean" averages the real tokens' hidden states.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 from scaling.models.decoder import decoder_body
+
+if TYPE_CHECKING:  # scaling.tasks builds TaskSpecs; models need only its fields
+    from scaling.tasks import TaskSpec
 from scaling.models.encoder import encoder_body
 from scaling.nn.layers import Dense, dropout
 from scaling.spec import ModelSpec
@@ -41,7 +46,7 @@ def pool(hidden, input_mask, pooling: str, pooled=None):
 class TaskModel(nn.Module):
     """A batch (see scaling.tasks.data) -> task outputs (see the module docstring)."""
     spec: ModelSpec
-    task: "scaling.tasks.TaskSpec"  # noqa: F821  (kind, num_labels, pooling)
+    task: TaskSpec  # kind, num_labels, pooling
 
     @nn.compact
     def __call__(self, batch, train: bool = False):

@@ -118,9 +118,7 @@ def causal_softmax_attention(q: Array, k: Array, v: Array) -> Array:
     fewer passes over the [B, N, T, S] scores, which on CPU cost as much as their matmuls:
     the forward normalises the [T, H] output instead of the [T, S] probabilities, and the
     backward takes the softmax's row sums from dO·O ([T, H], FlashAttention's trick) and
-    needs no masking (the saved exp(scores) are exactly 0 at masked keys). cpu-small train
-    step x0.935-0.983 (median) and x0.984-0.986 (paired rounds) in three in-process A/B runs
-    against the reference per block.
+    needs no masking (the saved exp(scores) are exactly 0 at masked keys) (figures: benchmarks/RESULTS.md).
     """
     return _causal_softmax_attention_fwd(q, k, v)[0]
 
@@ -149,10 +147,8 @@ def _causal_softmax_attention_bwd(residuals, d_out):
     dq = jnp.einsum("BNTS,BNSH->BNTH", d_logits.astype(k.dtype), k,
                     preferred_element_type=jnp.float32)
     # dV and dK contract over T, the rows of both operands. XLA CPU computes that product
-    # ~1.4x faster as [H, S] than as [S, H] (batched 48 x 64 x 256, one thread); the swap
-    # back fuses into the copy to [B, S, N, H] that follows anyway. Standalone attention
-    # forward + backward -7 % (median), cpu-small train step x0.981-0.996 (paired rounds,
-    # four in-process A/B runs); the same values bit for bit.
+    # faster as [H, S] than as [S, H]; the swap back fuses into the copy to [B, S, N, H]
+    # that follows anyway, and the values are the same bit for bit (benchmarks/RESULTS.md).
     wide = functools.partial(jnp.einsum, "BNTS,BNTH->BNHS", preferred_element_type=jnp.float32)
     tall = functools.partial(jnp.einsum, "BNTS,BNTH->BNSH", preferred_element_type=jnp.float32)
     dv = F.transposed_on_cpu(wide, tall, e.astype(v.dtype), g.astype(v.dtype))
@@ -171,8 +167,7 @@ def resolve_impl(impl: str, causal: bool, bias: Array | None,
     """The implementation "auto" stands for on this platform (others are returned as is).
 
     cpu: "blocked" for causal self-attention without bias (it skips the fully masked key
-      blocks and has a written-out backward pass: cpu-small train step -6 to -14 % against
-      "xla" before that backward, benchmarks/compare.py), else "xla".
+      blocks and has a written-out backward pass; benchmarks/RESULTS.md), else "xla".
     gpu: "jax", i.e. jax.nn.dot_product_attention, which takes cuDNN flash attention
       where it applies and XLA otherwise.
     tpu: "xla" for now. The splash kernel is opt-in ("splash"; run per shard under a mesh,

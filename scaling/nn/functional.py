@@ -42,8 +42,8 @@ def dense(x: Array, kernel: Array, bias: Array | None = None, in_dims: int = 1) 
     CPU computes the weight gradient (contracting both B and T) through a transposing copy
     of the output gradient, into which it fuses the elementwise backward of the layer
     after (GELU, bias), and it sums bias gradients over [B, T] with slow reduce-windows.
-    With one token axis neither happens: cpu-small train step -8 %, cpu-base -4 % (in-process
-    A/B against the einsums). GSPMD splits the merged token axis like the batch axis it
+    With one token axis neither happens, and the step is faster (benchmarks/RESULTS.md).
+    GSPMD splits the merged token axis like the batch axis it
     starts with, so sharding is unchanged. A narrowing projection (fan_in > fan_out) takes
     its weight gradient transposed (see narrowing_matmul).
     """
@@ -76,10 +76,8 @@ def narrowing_matmul(x: Array, w: Array) -> Array:
     """x [M, I] · w [I, O] for I > O (e.g. the MLP's F -> D), with the weight gradient
     computed on CPU as the [O, I] product dYᵀX and transposed (transposed_on_cpu).
 
-    XLA CPU computes a weight gradient XᵀdY (contracting the M rows of both) ~1.2x faster
-    as the wide [O, I] matrix than as the tall [I, O] one: 190 vs 156 GFLOP/s for cpu-small's
-    [1536, 384], 191 vs 170 for cpu-base's [3072, 768] (2 cores). cpu-small train step
-    x0.969-0.984 (paired rounds, five in-process A/B runs), the same losses.
+    XLA CPU computes a weight gradient XᵀdY (contracting the M rows of both) faster as the
+    wide [O, I] matrix than as the tall [I, O] one; the losses are the same (figures: benchmarks/RESULTS.md).
     """
     return x @ w
 
@@ -111,9 +109,7 @@ def row_mean(x: Array) -> Array:
     """Mean over the last axis of [M, D], as the matrix-vector product x · (1/D).
 
     XLA CPU turns a reduction into a reduce-window over blocks of 32 and a second reduce
-    (for accuracy), several times slower than Eigen's matrix-vector product: LayerNorm
-    forward + backward on [2048, 384] takes 0.6 instead of 1.6 ms; cpu-base train step
-    -4.5 %, cpu-small within noise (in-process paired A/B against autodiff of the mean).
+    (for accuracy), several times slower than Eigen's matrix-vector product (figures: benchmarks/RESULTS.md).
     HIGHEST precision: by default accelerators run an f32 dot in TF32 (GPU) or bf16 passes
     (TPU), too coarse for statistics; on CPU it changes nothing.
     """
@@ -146,8 +142,7 @@ def _layer_norm_bwd(eps, residuals, g):
     dx is written to memory once (optimization_barrier) instead of being re-fused: XLA CPU
     otherwise fuses the chain of residual-stream gradients, i.e. the LayerNorm backward of
     every later layer, into each consumer of the gradient; that elementwise work grows with
-    depth squared. Profiled on the 4-layer quick-start model: copy fusions fell from 77 to
-    28 ms per step and tokens/s rose ~25 % (benchmarks/throughput.py, interleaved A/B runs).
+    depth squared (figures: benchmarks/RESULTS.md).
     """
     z, rstd, scale = residuals
     g32 = g.astype(jnp.float32)
@@ -184,8 +179,8 @@ def bias_activation(y: Array, bias: Array | None, activation: str) -> Array:
 
     Saving it would store tanh(...) for the backward pass and then read it back to form
     the output: two passes over the [M, F] hidden layer, the largest activation, where
-    one suffices, and on CPU these elementwise passes are memory bound. cpu-base train
-    step -7 %, cpu-small -1 to -5 % (in-process A/B). On accelerators this is the usual
+    one suffices, and on CPU these elementwise passes are memory bound (figures: benchmarks/RESULTS.md). On
+    accelerators this is the usual
     trade of a few recomputed FLOPs for activation memory.
     """
     return ACTIVATIONS[activation](y if bias is None else y + bias)
