@@ -52,6 +52,10 @@ def test_builtin_modules_splits_by_file_and_pretraining_can_exclude_the_held_out
     assert {p for p, _ in validation} <= set(corpus) and not {p for p, _ in validation} & set(kept)
     assert set(corpus) - set(kept) == {p for p, _ in validation}   # exactly those, no more
     assert builtin.corpus_key(kept, 0.02) != builtin.corpus_key(corpus, 0.02)
+    # No directory is held out whole: validation text has training text beside it, so
+    # the splits differ in files, not in subject (a name-prefix rule held out all of xml/dom).
+    train_dirs = {os.path.dirname(p) for p, _ in train}
+    assert {os.path.dirname(p) for p, _ in validation} <= train_dirs
     examples = builtin_modules.examples("validation")
     assert len(examples) > 500
     assert all(len(t.encode()) >= builtin_modules.SNIPPET_BYTES for t, _ in examples[:50])

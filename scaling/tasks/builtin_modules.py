@@ -2,14 +2,14 @@
 
 An offline classification task for any fresh machine: snippets of a few consecutive lines
 (about 120 bytes) from eight stdlib packages, labelled by package. The split is by FILE:
-a file whose path matches one of `heldout_globs()` (its first character below the package
-directory in a-d) is validation, every other file is train, so no file is in both.
-Pretraining configs pass the same globs as `data.corpus_exclude`, so a pretrained model
+every third file of each package's sorted file list is validation, every other file is
+train, so no file is in both, and each package's subpackages and class share are alike in
+both splits (a split by name prefix held out whole subpackages, e.g. all of xml/dom).
+Pretraining configs pass `heldout_globs()` as `data.corpus_exclude`, so a pretrained model
 has never seen the validation text.
 """
 from __future__ import annotations
 
-import fnmatch
 import functools
 import os
 import sysconfig
@@ -18,30 +18,34 @@ import numpy as np
 
 PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing",
             "unittest", "xml")
-HELD_OUT = "[a-d]*"          # below the package directory: asyncio/base_events.py, xml/dom/...
+HELD_OUT_EVERY = 3           # files 1, 4, 7, ... of each package (sorted) are validation
 SNIPPET_BYTES = 120          # lines are joined until a snippet has at least this many bytes
 MIN_CODE_BYTES = 40          # snippets with fewer non-blank bytes (blank runs) are skipped
 MAX_VALIDATION_PER_FILE = 48  # evenly spaced: long files do not swamp the validation split
 _SKIP_DIRS = {"test", "tests", "__pycache__"}
 
 
+def held_out_files(package: str) -> list[str]:
+    """The package's validation files: every HELD_OUT_EVERY-th, starting from the second."""
+    return package_files(package)[1::HELD_OUT_EVERY]
+
+
 def heldout_globs() -> str:
-    """The validation files as `data.corpus_exclude` globs (comma-separated)."""
-    return ",".join(f"*/{package}/{HELD_OUT}" for package in PACKAGES)
-
-
-def is_held_out(path: str) -> bool:
-    return any(fnmatch.fnmatchcase(path, g) for g in heldout_globs().split(","))
+    """The validation files as `data.corpus_exclude` globs (comma-separated), one per file,
+    relative to the standard library so that a config stays valid on another machine."""
+    root = os.path.abspath(sysconfig.get_paths()["stdlib"])
+    return ",".join("*/" + os.path.relpath(path, root).replace(os.sep, "/")
+                    for package in PACKAGES for path in held_out_files(package))
 
 
 def package_files(package: str) -> list[str]:
-    """The package's `.py` files (tests left out, as in the builtin corpus), sorted."""
+    """The package's non-empty `.py` files (tests left out, as in the builtin corpus), sorted."""
     root = os.path.join(sysconfig.get_paths()["stdlib"], package)
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         files.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(".py"))
-    return sorted(os.path.abspath(f) for f in files)
+    return sorted(os.path.abspath(f) for f in files if os.path.getsize(f) > 0)
 
 
 def snippet_spans(text: str) -> list[tuple[int, int]]:
@@ -66,8 +70,12 @@ def split_files(split: str) -> list[tuple[str, int]]:
     """(path, package index) of every file in 'train' or 'validation'."""
     if split not in ("train", "validation"):
         raise ValueError(f"builtin task: no split {split!r}; it has 'train', 'validation'")
-    return [(path, label) for label, package in enumerate(PACKAGES)
-            for path in package_files(package) if is_held_out(path) == (split == "validation")]
+    out = []
+    for label, package in enumerate(PACKAGES):
+        held_out = set(held_out_files(package))
+        out.extend((path, label) for path in package_files(package)
+                   if (path in held_out) == (split == "validation"))
+    return out
 
 
 def read(path: str) -> str:
