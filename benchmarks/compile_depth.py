@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from scaling.checkpoint import abstract_train_state
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import build_model, model_spec
 from scaling.optim import make_optimizer, make_schedule
 from scaling.train_step import make_train_step, state_donation

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
 from scaling import host_malloc
 from scaling.models import build_model, example_batch, model_spec

@@ -255,7 +255,7 @@ def format_plan(p: dict, aot: dict | None = None) -> str:
 def table_rows(devices: int, device: str, mfu: float, include_all: bool = False) -> list[dict]:
     """One plan per size-table row, at the row's published context length (model.max_len)."""
     from experiments import size_table  # noqa: PLC0415
-    from scaling.configs import load  # noqa: PLC0415
+    from scaling.config_loading import load  # noqa: PLC0415
 
     out = []
     for row in size_table.ROWS:

@@ -23,7 +23,7 @@ import numpy as np
 
 from scaling import checkpoint as ckpt_lib
 from scaling import data as data_lib
-from scaling.configs import ConfigError
+from scaling.config_loading import ConfigError
 from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
@@ -31,6 +31,7 @@ from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
+from scaling.stop import StopRequest
 from scaling.spec import ModelSpec
 from scaling.tasks import data as task_data, evaluate as task_eval
 from scaling.train_step import (loss_name, make_eval_step, make_train_step, param_norm,
@@ -340,7 +341,7 @@ def run(config, workdir: str) -> dict:
     interval_start = time.perf_counter()
     batch = first
     data_state, stopped_at = None, None
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), ckpt_lib.StopRequest() as stop:
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), StopRequest() as stop:
         for step in range(int(state.step) + 1, steps + 1):
             poison = config.train.poison_step
             if poison and poison <= step < poison + config.train.poison_steps:  # testing hook
@@ -413,7 +414,7 @@ def run(config, workdir: str) -> dict:
         saved_final = worth_saving(final_step)
     if saved_final:
         t = time.perf_counter()
-        with ckpt_lib.StopRequest():  # Ctrl-C now: the save goes on; a second abandons it
+        with StopRequest():  # Ctrl-C now: the save goes on; a second abandons it
             checkpoints.save(final_step, host_state(state), data_state)
             checkpoints.wait()
         meter.mark_unproductive(time.perf_counter() - t, "checkpoint")

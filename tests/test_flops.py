@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import build_model, model_spec
 from scaling.optim import make_optimizer, make_schedule
 from scaling.train_state import TrainState

@@ -13,7 +13,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from scaling import pmap_engine, sharding
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import abstract_params, build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
 from scaling.train_step import make_train_step

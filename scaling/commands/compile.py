@@ -299,7 +299,7 @@ def main(argv: list[str]) -> int:
     if rc is not None:
         return rc
 
-    from scaling.configs import ConfigError, new_flags, parse  # noqa: PLC0415
+    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
     fv = new_flags(rest, prog="scaling compile")
     try:
         parse(fv, rest, prog="scaling compile")

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
               else plan_lib.format_table(rows))
         return 0
 
-    from scaling.configs import ConfigError, new_flags, parse  # noqa: PLC0415
+    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
     fv = new_flags(rest, prog="scaling plan")
     try:
         parse(fv, rest, prog="scaling plan")
