@@ -3,14 +3,10 @@
 Read it top to bottom; each banner is one stage. Only this file talks to data, metrics and
 (later) checkpoints; the step itself is pure (scaling.train_step).
 
-    python -m scaling.train --config experiments/gpt2.py:tiny --workdir runs/demo
-is the same as `scaling train ...`.
+    scaling train --config experiments/gpt2.py:tiny --workdir runs/demo
+    python -m scaling train ...          (the same command: scaling/__main__.py)
 """
 from __future__ import annotations
-
-if __name__ == "__main__":  # `python -m scaling.train`: restart once, before the imports below
-    from scaling import host_malloc
-    host_malloc.setup()  # reuse XLA CPU's step buffers: see scaling/host_malloc.py
 
 import json
 import os
@@ -434,6 +430,7 @@ def run(config, workdir: str) -> dict:
             "checkpoint_dir": checkpoints.directory}
 
 
-if __name__ == "__main__":
-    from scaling.commands.train import main
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # a library module: the command line is scaling/__main__.py
+    print("scaling.train is not a command; run `python -m scaling train ARGS` (or "
+          "`scaling train ARGS`)", file=sys.stderr)
+    sys.exit(2)

@@ -25,23 +25,10 @@ import re
 import subprocess
 import sys
 
-MESH_AXES = ("data", "fsdp", "tensor")  # = scaling.sharding.MESH_AXES (kept jax-free here)
+from scaling.mesh import MESH_AXES, parse_mesh
+
 _COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\d+")
 _REEXEC_ENV = "SCALING_COMPILE_CHILD"
-
-
-def parse_mesh(text: str) -> dict[str, int]:
-    """'data=8,tensor=8' -> {'data': 8, 'fsdp': 1, 'tensor': 8} (unnamed axes are 1)."""
-    sizes = dict.fromkeys(MESH_AXES, 1)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        axis, sep, value = part.partition("=")
-        axis = axis.strip()
-        if not sep or axis not in MESH_AXES:
-            raise ValueError(f"--mesh: {part!r} is not one of {', '.join(MESH_AXES)}=SIZE")
-        if not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"--mesh: {axis} must be a positive size, got {value.strip()!r}")
-        sizes[axis] = int(value)
-    return sizes
 
 
 def _mesh_from_config_args(rest: list[str]) -> dict[str, int] | None:

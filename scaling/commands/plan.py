@@ -54,7 +54,8 @@ def main(argv: list[str]) -> int:
         if rest:
             return fail(f"--table takes no config: unexpected {rest[0]!r}")
         try:
-            rows = plan_lib.table_rows(args.devices or 8, args.device, args.mfu, args.all)
+            from experiments.size_table import ROWS  # noqa: PLC0415
+            rows = plan_lib.table_rows(ROWS, args.devices or 8, args.device, args.mfu, args.all)
         except ValueError as e:
             return fail(str(e))
         print(json.dumps(rows, indent=1, default=str) if args.json
