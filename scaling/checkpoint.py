@@ -46,6 +46,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from scaling import fingerprint
+from scaling.spec import ModelSpec
 
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints.corrupt"
@@ -209,12 +210,14 @@ def _compare_init_params(saved: dict, current: dict, where: str,
 
 
 def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
+    # A field missing on one side (a checkpoint older than the field) had its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
     for key in sorted(set(saved_model) | set(current_model)):
         if key in NON_SHAPE_MODEL_FIELDS:
             continue
-        if saved_model.get(key) != current_model.get(key):
-            return (f"model.{key} is {saved_model.get(key)!r} in the checkpoint but "
-                    f"{current_model.get(key)!r} in --config")
+        saved, current = (m.get(key, defaults.get(key)) for m in (saved_model, current_model))
+        if saved != current:
+            return (f"model.{key} is {saved!r} in the checkpoint but {current!r} in --config")
     return None
 
 

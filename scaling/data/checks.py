@@ -39,9 +39,9 @@ def validate_data_config(config) -> None:
         raise ValueError(f"data.mask_rate: must be in [0, 1], got {d.mask_rate}")
     if not 0.0 < d.noise_density < 1.0:
         raise ValueError(f"data.noise_density: must be in (0, 1), got {d.noise_density}")
-    if d.objective == "permutation_lm" and not d.get("perm_k", 6) >= 1:
+    if d.objective == "permutation_lm" and not d.perm_k >= 1:
         raise ValueError(f"data.perm_k: must be >= 1 (K = 1 predicts every position), "
-                         f"got {d.get('perm_k')!r}")
+                         f"got {d.perm_k!r}")
     if d.objective == "translation" and not d.target_key:
         raise ValueError("data.target_key: translation needs the target language key, e.g. 'en'")
     if d.objective == "translation" and d.dataset == sources.BUILTIN:

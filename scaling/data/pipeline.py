@@ -96,7 +96,7 @@ class ExampleMaker:
         self.dynamic_masking = data_cfg.dynamic_masking
         self.noise_density = data_cfg.noise_density
         self.mean_span_length = data_cfg.mean_span_length
-        self.perm_k = data_cfg.get("perm_k", 6)  # permutation_lm: predict the last 1/K
+        self.perm_k = data_cfg.perm_k  # permutation_lm: predict the last 1/K
         if self.objective == "permutation_lm" and not self.perm_k >= 1:
             raise ValueError(f"data.perm_k: must be >= 1 (K = 1 predicts every position), "
                              f"got {self.perm_k!r}")
