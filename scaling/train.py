@@ -29,8 +29,8 @@ from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
-from scaling.stop import StopRequest
 from scaling.spec import ModelSpec
+from scaling.stop import StopRequest
 from scaling.tasks import data as task_data, evaluate as task_eval
 from scaling.train_step import loss_name, make_eval_step, param_norm
 
