@@ -2,24 +2,24 @@
 
     python benchmarks/compile_depth.py --layers 12 48
 
-Lowers and compiles the real train step as run() does (GPT-2 small width, T=128, batch 4,
-one CPU device) from abstract shapes; prints seconds per compile. With scan_layers the layer body is
-compiled once, so compile time should stay flat in depth.
+Lowers and compiles the train step that run() runs (scaling.compile_step; GPT-2 small width,
+T=128, batch 4, one CPU device) from abstract shapes; prints seconds per compile. With
+scan_layers the layer body is compiled once, so compile time should stay flat in depth.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
-from scaling.checkpoint import abstract_train_state
-from scaling.configs import load
-from scaling.models import build_model, model_spec
+from scaling import sharding
+from scaling.batch_spec import batch_spec
+from scaling.compile_step import compile_step
+from scaling.config_loading import load
+from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_step import make_train_step, state_donation
 
 
 def compile_seconds(layers: int, scan: bool, seq_len: int = 128, batch: int = 4) -> float:
@@ -29,14 +29,16 @@ def compile_seconds(layers: int, scan: bool, seq_len: int = 128, batch: int = 4)
     spec = model_spec(config)
     model = build_model(spec)
     tx = make_optimizer(config.optim, config.train.steps)
-    state = abstract_train_state(spec, config)
-    batch_shapes = {"inputs": jax.ShapeDtypeStruct((batch, seq_len), jnp.int32),
-                    "targets": jax.ShapeDtypeStruct((batch, seq_len), jnp.int32),
-                    "weights": jax.ShapeDtypeStruct((batch, seq_len), jnp.float32)}
-    step = make_train_step(model, tx, make_schedule(config.optim, config.train.steps))
-    t = time.perf_counter()
-    jax.jit(step, donate_argnums=state_donation()).lower(state, batch_shapes).compile()
-    return time.perf_counter() - t
+    mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+    rules = sharding.logical_rules(config.parallel.rules)
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32)  # a PRNGKey's shape: nothing allocated
+    layout = sharding.train_state_layout(model, tx, example_batch(spec, 1, seq_len, abstract=True),
+                                         rng, mesh, rules)
+    batch_shapes = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype)
+                    in batch_spec("causal_lm", batch, seq_len).items()}
+    step = compile_step(model, tx, make_schedule(config.optim, config.train.steps),
+                        config.train, layout, mesh, rules, batch_shapes)
+    return step.lower_s + step.compile_s
 
 
 def main() -> int:

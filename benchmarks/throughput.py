@@ -3,10 +3,9 @@
     python benchmarks/throughput.py --bench cpu-small cpu-base
     python benchmarks/throughput.py --config experiments/gpt2.py:small --batch 8 --dtype bfloat16
 
-Times the real jitted train step (forward, backward, AdamW; state donated except on CPU, as
-in training: scaling.train_step.state_donation) on random tokens
-after warm-up, one step at a time (each blocked until done), and reports the median and the
-min-max of N steps. Model FLOPs use 6N + 12·L·T·d (PaLM / nanoGPT). The peak is the
+Times the train step that `scaling train` runs (scaling.compile_step: forward, backward,
+AdamW; state donated except on CPU) on one device, on random tokens after warm-up, one step
+at a time (each blocked until done), and reports the median and the min-max of N steps. Model FLOPs use 6N + 12·L·T·d (PaLM / nanoGPT). The peak is the
 accelerator's bf16 table entry (scaling.hardware), or on CPU a fp32 matmul probe measured in
 this same process just before the steps, so the ratio compares like with like. Like
 `scaling train`, it first restarts itself once with malloc tunables that keep XLA CPU's step
@@ -20,17 +19,19 @@ import statistics
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
 from scaling import host_malloc
+from scaling import sharding
+from scaling.batch_spec import batch_spec
+from scaling.compile_step import compile_step
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_state import make_init_fn
-from scaling.train_step import make_train_step, state_donation
 
 # Named benchmark configs (issue 9): decoder, byte vocabulary, fp32, no dropout.
 BENCHES = {
@@ -66,27 +67,30 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def compile_train_step(config, donate: bool | None = None):
-    """The real single-device jitted train step (AdamW), compiled, with its initial state and
-    a batch of random tokens: (compiled, state, batch, spec, compile_s). The state is donated
-    as run() does (donate=None: state_donation()), or as `donate` says."""
+    """The train step `scaling train` runs (scaling.compile_step, AdamW) on a one-device mesh,
+    compiled, with its initial state and a batch of random tokens:
+    (compiled, state, batch, spec, compile_s). The state is donated as run() does
+    (donate=None: state_donation()), or as `donate` says."""
     spec = model_spec(config)
     model = build_model(spec)
     tx = make_optimizer(config.optim, 1000)
-    step_fn = make_train_step(model, tx, make_schedule(config.optim, 1000),
-                              config.train.micro_batches)
+    schedule = make_schedule(config.optim, 1000)
+    mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+    rules = sharding.logical_rules(config.parallel.rules)
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
-    rng = np.random.default_rng(0)
-    ids = rng.integers(5, spec.vocab_size, (batch_size, seq_len + 1))
-    batch = {"inputs": jnp.asarray(ids[:, :-1], jnp.int32),
-             "targets": jnp.asarray(ids[:, 1:], jnp.int32),
-             "weights": jnp.ones((batch_size, seq_len), jnp.float32)}
+    ids = np.random.default_rng(0).integers(5, spec.vocab_size, (batch_size, seq_len + 1))
+    values = {"inputs": ids[:, :-1], "targets": ids[:, 1:], "weights": 1.0}
+    batch = {k: jnp.asarray(np.broadcast_to(values[k], shape), dtype)
+             for k, (shape, dtype) in batch_spec("causal_lm", batch_size, seq_len).items()}
 
-    init = make_init_fn(model, tx, example_batch(spec, 1, seq_len))
-    state = jax.jit(init)(jax.random.PRNGKey(0))
-    t0 = time.perf_counter()
-    donation = state_donation() if donate is None else ((0,) if donate else ())
-    compiled = jax.jit(step_fn, donate_argnums=donation).lower(state, batch).compile()
-    return compiled, state, batch, spec, time.perf_counter() - t0
+    rng = jax.random.PRNGKey(0)
+    layout = sharding.train_state_layout(model, tx, example_batch(spec, 1, seq_len), rng, mesh,
+                                         rules)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        state = layout.create(rng)
+    step = compile_step(model, tx, schedule, config.train, layout, mesh, rules, batch, state,
+                        donate=donate)
+    return step.fn, state, batch, spec, step.lower_s + step.compile_s
 
 
 def time_train_step(config, steps: int, warmup: int) -> dict:

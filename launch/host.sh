@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One process of a (possibly multi-host) run: set the environment, then `python -m scaling.train`.
+# One process of a (possibly multi-host) run: set the environment, then `python -m scaling train`.
 #
 #   launch/host.sh --config experiments/gpt2.py:tiny --workdir runs/demo [--config.a.b=v ...]
 #
@@ -17,4 +17,4 @@ if [[ -n "${SCALING_CPU_DEVICES:-}" ]]; then
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=${SCALING_CPU_DEVICES}"
 fi
 # SLURM: one task per GPU sees only its own GPU when srun binds them (--gpus-per-task=1).
-exec "${PYTHON:-python3}" -m scaling.train "$@"
+exec "${PYTHON:-python3}" -m scaling train "$@"

@@ -26,8 +26,6 @@ What the pieces guarantee:
     aside with a warning and the previous one is used.
   * `preflight` runs before the run writes anything and turns an incompatible checkpoint into
     a one-line `CheckpointError` (the command exits 2).
-  * `StopRequest` turns SIGTERM/SIGINT into a flag the loop checks after each step; on
-    multi-host jobs JAX's preemption sync point decides, so every host stops at one step.
 
 Multi-host: every process calls `save` / `restore` (orbax synchronises them and only the
 primary process writes JSON and metadata). The data item is process 0's iterator state:
@@ -40,9 +38,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
 import warnings
 from typing import Any
@@ -51,6 +46,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from scaling import fingerprint
+from scaling.spec import ModelSpec
 
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints.corrupt"
@@ -214,12 +210,14 @@ def _compare_init_params(saved: dict, current: dict, where: str,
 
 
 def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
+    # A field missing on one side (a checkpoint older than the field) had its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
     for key in sorted(set(saved_model) | set(current_model)):
         if key in NON_SHAPE_MODEL_FIELDS:
             continue
-        if saved_model.get(key) != current_model.get(key):
-            return (f"model.{key} is {saved_model.get(key)!r} in the checkpoint but "
-                    f"{current_model.get(key)!r} in --config")
+        saved, current = (m.get(key, defaults.get(key)) for m in (saved_model, current_model))
+        if saved != current:
+            return (f"model.{key} is {saved!r} in the checkpoint but {current!r} in --config")
     return None
 
 
@@ -582,62 +580,6 @@ def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, di
         manager.close()
     _verify(out["state"], dict(out["data"]).get("fingerprints", {}))
     return out["state"], dict(out["data"])["train"], step
-
-
-# ----------------------------------------------------------------------------- signals
-
-class StopRequest:
-    """SIGTERM/SIGINT -> a flag the train loop reads after each step (no device sync).
-
-    Single process: handlers set the flag (a second SIGINT raises KeyboardInterrupt at
-    once). Multi-process: JAX's preemption sync manager (started by
-    jax.distributed.initialize) owns SIGTERM and `reached_preemption_sync_point(step)` is
-    true at the same step on every host, so all hosts save that step.
-
-    Use as a context manager around the loop; previous handlers are restored on exit.
-    """
-
-    def __init__(self):
-        self.signal_name: str | None = None
-        self._previous = {}
-        self._multihost = jax.process_count() > 1
-
-    def _handle(self, signum, frame):
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt     # a second Ctrl-C: stop now, abandoning a save
-        self.signal_name = signal.Signals(signum).name
-        if self._multihost:     # one host alone cannot stop the job at a common step
-            print(f"\n{self.signal_name} received on one host of a multi-host job: ignored "
-                  "(send SIGTERM to all hosts, or press Ctrl-C again to abort)",
-                  file=sys.stderr, flush=True)
-            return
-        print(f"\n{self.signal_name} received: finishing this step and saving a checkpoint",
-              file=sys.stderr, flush=True)
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            sigs = (signal.SIGINT,) if self._multihost else (signal.SIGTERM, signal.SIGINT)
-            for s in sigs:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
-
-    def reached(self, step: int) -> bool:
-        """True when the run should save and stop after `step`."""
-        if self._multihost:
-            from jax.experimental import multihost_utils
-            try:
-                if multihost_utils.reached_preemption_sync_point(step):
-                    self.signal_name = self.signal_name or "preemption"
-                    return True
-            except RuntimeError:    # no preemption service in this job
-                pass
-            return False            # a local SIGINT alone would desynchronise the hosts
-        return self.signal_name is not None
 
 
 # ----------------------------------------------------------------------------- metrics file

@@ -2,53 +2,22 @@
 
 Experiment files in `experiments/` start from `base_config()` and change what their family
 needs; the command line then overrides any field (`--config.optim.lr=1e-3`). Keeping all
-defaults here means a field is documented once and every family has the same shape.
+defaults here means a field is documented once and every family has the same shape; the
+model section's fields are scaling.spec.ModelSpec's, declared there.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
+
+from scaling.spec import ModelSpec
 
 
 def model_config() -> ml_collections.ConfigDict:
-    """Model fields shared by all families (see `scaling.spec.ModelSpec`)."""
-    m = ml_collections.ConfigDict()
-    m.name = "model"            # display name, e.g. "GPT-2 XL"
-    m.family = "decoder"        # decoder | encoder | encoder_decoder | xlnet
-    m.vocab_size = 256          # real vocabulary size (tokenizer's)
-    m.vocab_pad_multiple = 1    # embedding rows padded up to a multiple of this (Megatron: 128)
-    m.num_layers = 2            # decoder / encoder-only layers; encoder_decoder: encoder layers
-    m.num_decoder_layers = 0    # encoder_decoder only: decoder layers (0 = same as num_layers)
-    m.width = 64                # D, the model width
-    m.num_heads = 4             # N; head_dim H = width // num_heads
-    m.mlp_dim = 256             # F
-    m.max_len = 128             # rows of a learned position table
-    m.position_offset = 0       # position p reads row p + offset (RoBERTa: 2, fairseq's
-                                #   padding_idx + 1); the longest sequence is max_len - offset
-    m.positions = "learned"     # learned | sinusoidal
-    m.norm = "pre"              # pre (GPT-2) | post (Vaswani, BERT)
-    m.activation = "gelu"       # gelu (exact, erf) | gelu_tanh (tanh approximation) | relu
-    m.attention_bias = True     # biases on Q/K/V/O projections
-    m.mlp_bias = True           # biases on the two MLP projections
-    m.type_vocab_size = 0       # token types (BERT: 2, RoBERTa: 1); encoder only
-    m.embedding_norm = False    # LayerNorm right after the embedding sum (BERT)
-    m.pooler = False            # tanh pooler over the first token (BERT)
-    m.mlm_head = False          # BERT's transform (dense + act + LN) before the tied output
-    m.final_norm = True         # LayerNorm after the last block (pre-norm models)
-    m.tie_embeddings = True     # the output projection is the token embedding's transpose
-    m.output_bias = False       # a bias on the output logits
-    m.embed_scale = False       # multiply embeddings by sqrt(width) (Vaswani)
-    m.dropout = 0.0
-    m.layer_norm_eps = 1e-5
-    m.dtype = "float32"         # compute dtype: float32 | bfloat16 (params stay float32)
-    m.scan_layers = False       # lax.scan over identical layers (flat compile time in depth)
-    m.remat = "none"            # none | dots | full
-    m.attention_impl = "auto"   # auto (per platform: cpu blocked for causal, gpu jax, tpu
-                                #   xla) | xla (einsum reference) | jax
-                                #   (jax.nn.dot_product_attention, cuDNN flash attention on
-                                #   GPU) | blocked (causal: skips fully masked key blocks) |
-                                #   splash (Pallas TPU kernel); see scaling.nn.attention
-    m.attention_block = 128     # query/key block length of blocked and splash attention
-    return m
+    """The `model` section: scaling.spec.ModelSpec's fields with their defaults (declared,
+    and documented field by field, there)."""
+    return ml_collections.ConfigDict(dataclasses.asdict(ModelSpec()))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -65,13 +34,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.tokenizer = "byte"           # byte | sentencepiece
     c.data.sp_vocab_size = 1024         # sentencepiece vocabulary size
     c.data.objective = "causal_lm"      # causal_lm | mlm | span_corruption | translation |
-                                        #   task (labelled examples of task.*; fine-tuning)
+                                        #   permutation_lm | task (labelled examples of
+                                        #   task.*; fine-tuning)
     c.data.seq_len = 128                # T (encoder_decoder: source length)
     c.data.target_len = 0               # encoder_decoder: target length (0 = seq_len)
     c.data.mask_rate = 0.15             # mlm: fraction of tokens selected
     c.data.dynamic_masking = False      # mlm: fresh masks each epoch (RoBERTa) vs static (BERT)
     c.data.noise_density = 0.15         # span corruption
     c.data.mean_span_length = 3.0
+    c.data.perm_k = 6.0                 # permutation_lm (XLNet): predict the last 1/K of each
+                                        #   factorization order (K >= 1; 1 = every position)
     c.data.eval_fraction = 0.02         # builtin: fraction of documents held out
     c.data.corpus_exclude = ""          # builtin: comma-separated globs of files the corpus
                                         #   leaves out (e.g. a task's held-out files)

@@ -39,6 +39,8 @@ import os
 import subprocess
 import sys
 
+from scaling.mesh import mesh_shape, parse_mesh
+
 TOKENS_PER_PARAM = 20          # Hoffmann et al. 2022 (Chinchilla)
 GiB = 2**30
 
@@ -104,10 +106,7 @@ def memory_per_device(params: int, spec, mesh: dict[str, int], batch_size: int,
 
 def resolve_mesh(config, devices: int | None, mesh_text: str | None) -> dict[str, int]:
     """Mesh sizes from --mesh (data=8,...) or the config's parallel.mesh over --devices."""
-    from scaling.sharding import mesh_shape  # noqa: PLC0415
-
     if mesh_text:
-        from scaling.commands.compile import parse_mesh  # noqa: PLC0415  (jax-free)
         sizes = parse_mesh(mesh_text)
         if devices is not None and math.prod(sizes.values()) != devices:
             raise ValueError(f"--mesh: {mesh_text} has {math.prod(sizes.values())} devices "
@@ -252,13 +251,18 @@ def format_plan(p: dict, aot: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def table_rows(devices: int, device: str, mfu: float, include_all: bool = False) -> list[dict]:
-    """One plan per size-table row, at the row's published context length (model.max_len)."""
-    from experiments import size_table  # noqa: PLC0415
-    from scaling.configs import load  # noqa: PLC0415
+def table_rows(size_table, devices: int, device: str, mfu: float,
+               include_all: bool = False) -> list[dict]:
+    """One plan per size-table row, at the row's published context length (model.max_len).
+
+    Args:
+      size_table: the rows of experiments/size_table.py (the caller passes them: the
+        library does not import the experiments).
+    """
+    from scaling.config_loading import load  # noqa: PLC0415
 
     out = []
-    for row in size_table.ROWS:
+    for row in size_table:
         if not (row.in_table or include_all):
             continue
         config = load(f"experiments/{row.experiment}.py:{row.variant}")

@@ -1,11 +1,7 @@
 """Mesh and shardings: logical axis names (on every parameter) -> mesh axes, by one table.
 
-The mesh has three axes:
-    data    pure data parallelism (parameters replicated)
-    fsdp    data parallelism with parameters and optimizer state sharded (ZeRO-3)
-    tensor  Megatron-style tensor parallelism (heads and MLP hidden split)
-Model code only names logical axes (scaling.nn.layers.LOGICAL_AXES); this file alone knows
-the mesh.
+The mesh axes (data, fsdp, tensor) are described in scaling.mesh. Model code only names
+logical axes (scaling.nn.logical.LOGICAL_AXES); this file alone maps them to the mesh.
 
 Layouts (config.parallel.mesh; one size may be -1 = the rest of the devices):
     data=8                   pure data parallel: parameters replicated, batch split 8 ways
@@ -23,7 +19,6 @@ parallelism.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -33,11 +28,9 @@ import optax
 from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from scaling.nn.layers import LOGICAL_AXES
+from scaling.mesh import BATCH_AXES, MESH_AXES, mesh_shape
+from scaling.nn.logical import LOGICAL_AXES, fit_spec
 from scaling.train_state import TrainState, make_init_fn
-
-MESH_AXES = ("data", "fsdp", "tensor")
-BATCH_AXES = ("data", "fsdp")  # the global batch is split over both data-parallel axes
 
 # Logical name -> mesh axis (or axes, or None = replicated). Flax assigns each mesh axis at
 # most once per array, so `embed -> fsdp` does not clash with `batch -> (data, fsdp)` on
@@ -100,32 +93,6 @@ def logical_rules(name: str = "default"):
     return rules
 
 
-def mesh_shape(mesh_cfg, num_devices: int) -> dict[str, int]:
-    """Resolve the config's {data, fsdp, tensor} sizes (one may be -1) for num_devices."""
-    sizes = {axis: int(mesh_cfg.get(axis, 1)) for axis in MESH_AXES}
-    unknown = set(mesh_cfg.keys()) - set(MESH_AXES)
-    if unknown:
-        raise ValueError(f"parallel.mesh: unknown axis {sorted(unknown)[0]!r}; axes: "
-                         + ", ".join(MESH_AXES))
-    free = [a for a, s in sizes.items() if s == -1]
-    if len(free) > 1:
-        raise ValueError(f"parallel.mesh: only one axis may be -1, got {', '.join(free)}")
-    for axis, size in sizes.items():
-        if size == 0 or size < -1:
-            raise ValueError(f"parallel.mesh.{axis}: must be a positive size or -1, got {size}")
-    fixed = math.prod(s for s in sizes.values() if s != -1)
-    if free:
-        if num_devices % fixed:
-            raise ValueError(f"parallel.mesh: the fixed axes ({fixed} devices) do not divide "
-                             f"the {num_devices} devices")
-        sizes[free[0]] = num_devices // fixed
-    if math.prod(sizes.values()) != num_devices:
-        raise ValueError(f"parallel.mesh: data*fsdp*tensor = {math.prod(sizes.values())} but "
-                         f"there are {num_devices} devices; make the product equal the device "
-                         "count or set one axis to -1")
-    return sizes
-
-
 def job_devices(num_devices: int = 0, engine: str = "jit") -> list:
     """The devices a run uses: all of the job's, or its first `num_devices` (one process)."""
     available = jax.devices()
@@ -155,31 +122,6 @@ def make_mesh(mesh_cfg, devices=None) -> jax.sharding.Mesh:
         device_array = np.asarray(devices).reshape(shape)
     return jax.sharding.Mesh(device_array, MESH_AXES,
                              axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
-
-
-def fit_spec(spec: P, shape, mesh) -> tuple[P, list[str]]:
-    """Drop mesh axes a dimension cannot use: size-1 axes and axes that do not divide it.
-
-    Returns the fitted PartitionSpec (as long as `shape`) and a note per dropped axis that
-    mattered (size > 1), e.g. "dim 0 (50257) not divisible by tensor=2: replicated".
-    """
-    fitted, notes = [], []
-    entries = tuple(spec) + (None,) * (len(shape) - len(spec))
-    for dim, (size, entry) in enumerate(zip(shape, entries)):
-        axes = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
-        kept, product = [], 1
-        for axis in axes:
-            n = mesh.shape[axis]
-            if n == 1:
-                continue
-            if size % (product * n):
-                notes.append(f"dim {dim} ({size}) not divisible by {axis}={n}: replicated "
-                             "along it")
-                continue
-            kept.append(axis)
-            product *= n
-        fitted.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
-    return P(*fitted), notes
 
 
 def param_specs(boxed_params, mesh, rules):

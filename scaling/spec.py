@@ -21,40 +21,51 @@ DTYPES = ("float32", "bfloat16")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """Architecture hyperparameters; see `scaling.config.model_config` for each field."""
-    name: str = "model"
-    family: str = "decoder"
-    vocab_size: int = 256
-    vocab_pad_multiple: int = 1
-    num_layers: int = 2
-    num_decoder_layers: int = 0
-    width: int = 64
-    num_heads: int = 4
-    mlp_dim: int = 256
-    max_len: int = 128
-    position_offset: int = 0
-    positions: str = "learned"
-    norm: str = "pre"
-    activation: str = "gelu"
-    attention_bias: bool = True
-    mlp_bias: bool = True
-    type_vocab_size: int = 0
-    embedding_norm: bool = False
-    pooler: bool = False
-    mlm_head: bool = False
-    final_norm: bool = True
-    tie_embeddings: bool = True
-    output_bias: bool = False
-    embed_scale: bool = False
+    """Architecture hyperparameters: the `model` section of every config, declared once here.
+
+    scaling.config.model_config() builds the config section from these fields and defaults;
+    a config then overrides them (`--config.model.width=512`).
+    """
+    name: str = "model"            # display name, e.g. "GPT-2 XL"
+    family: str = "decoder"        # decoder | encoder | encoder_decoder | xlnet
+    vocab_size: int = 256          # real vocabulary size (tokenizer's; 0 in a config = take
+                                   #   the tokenizer's, see scaling.models.model_spec)
+    vocab_pad_multiple: int = 1    # embedding rows padded up to a multiple of this (Megatron:
+                                   #   128)
+    num_layers: int = 2            # decoder / encoder-only layers; encoder_decoder: encoder
+    num_decoder_layers: int = 0    # encoder_decoder only: decoder layers (0 = num_layers)
+    width: int = 64                # D, the model width
+    num_heads: int = 4             # N; head_dim H = width // num_heads
+    mlp_dim: int = 256             # F
+    max_len: int = 128             # rows of a learned position table
+    position_offset: int = 0       # position p reads row p + offset (RoBERTa: 2, fairseq's
+                                   #   padding_idx + 1); the longest sequence is max_len - offset
+    positions: str = "learned"     # learned | sinusoidal | relative (xlnet only)
+    norm: str = "pre"              # pre (GPT-2) | post (Vaswani, BERT)
+    activation: str = "gelu"       # gelu (exact, erf) | gelu_tanh (tanh approximation) | relu
+    attention_bias: bool = True    # biases on Q/K/V/O projections
+    mlp_bias: bool = True          # biases on the two MLP projections
+    type_vocab_size: int = 0       # token types (BERT: 2, RoBERTa: 1); encoder only
+    embedding_norm: bool = False   # LayerNorm right after the embedding sum (BERT)
+    pooler: bool = False           # tanh pooler over the first token (BERT)
+    mlm_head: bool = False         # BERT's transform (dense + act + LN) before the tied output
+    final_norm: bool = True        # LayerNorm after the last block (pre-norm models)
+    tie_embeddings: bool = True    # the output projection is the token embedding's transpose
+    output_bias: bool = False      # a bias on the output logits
+    embed_scale: bool = False      # multiply embeddings by sqrt(width) (Vaswani)
     dropout: float = 0.0
     layer_norm_eps: float = 1e-5
-    dtype: str = "float32"
-    scan_layers: bool = False
-    remat: str = "none"
-    attention_impl: str = "auto"
-    attention_block: int = 128
-    # XLNet only (ignored elsewhere).
-    untie_relative_bias: bool = True
+    dtype: str = "float32"         # compute dtype: float32 | bfloat16 (params stay float32)
+    scan_layers: bool = False      # lax.scan over identical layers (flat compile time in depth)
+    remat: str = "none"            # none | dots | full
+    attention_impl: str = "auto"   # auto (per platform: cpu blocked for causal, gpu jax, tpu
+                                   #   xla) | xla (einsum reference) | jax
+                                   #   (jax.nn.dot_product_attention, cuDNN flash attention on
+                                   #   GPU) | blocked (causal: skips fully masked key blocks) |
+                                   #   splash (Pallas TPU kernel); see scaling.nn.attention
+    attention_block: int = 128     # query/key block length of blocked and splash attention
+    untie_relative_bias: bool = True  # xlnet only: each layer has its own relative-attention
+                                      #   biases (False: one set shared by all layers)
 
     def __post_init__(self):
         def choice(field, allowed):

@@ -3,14 +3,10 @@
 Read it top to bottom; each banner is one stage. Only this file talks to data, metrics and
 (later) checkpoints; the step itself is pure (scaling.train_step).
 
-    python -m scaling.train --config experiments/gpt2.py:tiny --workdir runs/demo
-is the same as `scaling train ...`.
+    scaling train --config experiments/gpt2.py:tiny --workdir runs/demo
+    python -m scaling train ...          (the same command: scaling/__main__.py)
 """
 from __future__ import annotations
-
-if __name__ == "__main__":  # `python -m scaling.train`: restart once, before the imports below
-    from scaling import host_malloc
-    host_malloc.setup()  # reuse XLA CPU's step buffers: see scaling/host_malloc.py
 
 import json
 import os
@@ -22,8 +18,10 @@ import jax
 import numpy as np
 
 from scaling import checkpoint as ckpt_lib
+from scaling.batch_spec import FAMILY_OBJECTIVES
 from scaling import data as data_lib
-from scaling.configs import ConfigError
+from scaling.compile_step import compile_step
+from scaling.config_loading import ConfigError
 from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
@@ -32,17 +30,9 @@ from scaling.optim import make_optimizer, make_schedule, validate_optim_config
 from scaling.progress import Progress
 from scaling.sizes import count_params
 from scaling.spec import ModelSpec
+from scaling.stop import StopRequest
 from scaling.tasks import data as task_data, evaluate as task_eval
-from scaling.train_step import (loss_name, make_eval_step, make_train_step, param_norm,
-                                state_donation)
-
-# Which objectives each model family can train on.
-OBJECTIVES = {
-    "decoder": ("causal_lm",),
-    "encoder": ("mlm",),
-    "encoder_decoder": ("span_corruption", "translation"),
-    "xlnet": ("permutation_lm",),
-}
+from scaling.train_step import loss_name, make_eval_step, param_norm
 
 
 def validate(config) -> ModelSpec:
@@ -56,9 +46,9 @@ def validate(config) -> ModelSpec:
     data_lib.check_vocab_fits(config, spec.vocab_size)
     validate_optim_config(config.optim, config.train.steps)
     d, t = config.data, config.train
-    if d.objective != "task" and d.objective not in OBJECTIVES[spec.family]:
+    if d.objective != "task" and d.objective not in FAMILY_OBJECTIVES[spec.family]:
         raise ValueError(f"data.objective: {d.objective!r} does not train a {spec.family} "
-                         f"model; use one of {', '.join(OBJECTIVES[spec.family])}")
+                         f"model; use one of {', '.join(FAMILY_OBJECTIVES[spec.family])}")
     longest = max(d.seq_len, d.target_len)
     if spec.positions == "learned" and longest > spec.max_positions:
         offset = (f" after model.position_offset={spec.position_offset}"
@@ -273,9 +263,6 @@ def run(config, workdir: str) -> dict:
         return False
 
     # ---- 6. Compile the step ahead of time (its time and XLA FLOPs are logged) ------------
-    train_step = make_train_step(model, tx, schedule, config.train.micro_batches,
-                                 config.train.nonfinite, loss=loss)
-    eval_step = make_eval_step(model, loss)
     t0 = time.perf_counter()
     if engine == "pmap":  # replicated copies per device, per-device batches, psum'd grads
         state = pmap_engine.replicate(state)
@@ -286,12 +273,10 @@ def run(config, workdir: str) -> dict:
         param_norm_fn = pmap_engine.make_param_norm()
     else:
         first = to_global(next(train_iter))
+        compiled = compile_step(model, tx, schedule, config.train, layout, mesh, rules, first,
+                                state, loss=loss).fn
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-            step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
-                              out_shardings=(state_sh, None),
-                              donate_argnums=state_donation())
-            compiled = step_fn.lower(state, first).compile()
-            eval_fn = jax.jit(eval_step, in_shardings=(params_sh, batch_sh))
+            eval_fn = jax.jit(make_eval_step(model, loss), in_shardings=(params_sh, batch_sh))
             param_norm_fn = jax.jit(param_norm, in_shardings=(params_sh,))
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis() or {}
@@ -340,7 +325,7 @@ def run(config, workdir: str) -> dict:
     interval_start = time.perf_counter()
     batch = first
     data_state, stopped_at = None, None
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), ckpt_lib.StopRequest() as stop:
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules), StopRequest() as stop:
         for step in range(int(state.step) + 1, steps + 1):
             poison = config.train.poison_step
             if poison and poison <= step < poison + config.train.poison_steps:  # testing hook
@@ -413,7 +398,7 @@ def run(config, workdir: str) -> dict:
         saved_final = worth_saving(final_step)
     if saved_final:
         t = time.perf_counter()
-        with ckpt_lib.StopRequest():  # Ctrl-C now: the save goes on; a second abandons it
+        with StopRequest():  # Ctrl-C now: the save goes on; a second abandons it
             checkpoints.save(final_step, host_state(state), data_state)
             checkpoints.wait()
         meter.mark_unproductive(time.perf_counter() - t, "checkpoint")
@@ -433,6 +418,7 @@ def run(config, workdir: str) -> dict:
             "checkpoint_dir": checkpoints.directory}
 
 
-if __name__ == "__main__":
-    from scaling.commands.train import main
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # a library module: the command line is scaling/__main__.py
+    print("scaling.train is not a command; run `python -m scaling train ARGS` (or "
+          "`scaling train ARGS`)", file=sys.stderr)
+    sys.exit(2)

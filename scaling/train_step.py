@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from scaling.batch_spec import LABEL_KEYS
 from scaling.train_state import TrainState
 
 
@@ -45,7 +46,7 @@ def loss_name(task) -> str:
 
 
 def _model_inputs(batch):
-    return {k: v for k, v in batch.items() if k not in ("targets", "weights")}
+    return {k: v for k, v in batch.items() if k not in LABEL_KEYS}
 
 
 def make_train_step(model, tx: optax.GradientTransformation, schedule, micro_batches: int = 1,

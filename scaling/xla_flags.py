@@ -5,7 +5,7 @@ put in XLA_FLAGS is never overridden, and SCALING_XLA_FLAGS=none turns this off.
 
 --xla_cpu_experimental_ynn_fusion_type=  (empty)
     Turns off an experimental XLA CPU dot fusion that slows the backward matmuls
-    (benchmarks/xla_flags.py; figures in benchmarks/RESULTS.md).
+    (benchmarks/search_xla_flags.py; figures in benchmarks/RESULTS.md).
     Only for jaxlib 0.10, where the flag exists (XLA aborts on unknown flags).
 """
 from __future__ import annotations

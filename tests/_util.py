@@ -1,6 +1,6 @@
 """Shared helpers for tests that train tiny models through run()."""
 from scaling import train
-from scaling.configs import load
+from scaling.config_loading import load
 
 
 def tiny_config(family, data_dir, steps=3, **model):

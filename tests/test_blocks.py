@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.blocks import DecoderBlock, EncoderBlock
+from scaling.nn.blocks import DecoderBlock, EncoderBlock
 from scaling.spec import ModelSpec
 from scaling.nn.layers import MultiHeadAttention
 

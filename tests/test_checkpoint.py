@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from scaling import checkpoint as ckpt_lib
 from scaling import sharding, train
 from scaling.commands import train as train_cmd
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.runs import read_run
 from scaling.train_state import TrainState
 

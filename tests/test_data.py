@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scaling import data
+from scaling.batch_spec import batch_spec
 from scaling.config import base_config
 from scaling.data import builtin, pipeline, sources
 
@@ -196,6 +197,16 @@ def test_span_corruption_batch_keys(config):
     assert {k: b[k].shape for k in ("decoder_inputs", "targets", "weights")} == \
         {"decoder_inputs": (8, 8), "targets": (8, 8), "weights": (8, 8)}
     assert b["inputs"].dtype == np.int32 and b["weights"].dtype == np.float32
+
+
+@pytest.mark.parametrize("objective", ["causal_lm", "mlm", "span_corruption", "permutation_lm"])
+def test_pipeline_batches_are_what_batch_spec_says(config, objective):
+    """The one batch definition (scaling.batch_spec) against what the pipeline really yields."""
+    config.data.objective = objective
+    config.data.target_len = 8 if objective == "span_corruption" else 0
+    b = next(data.make_pipeline(config, "train"))
+    got = {k: (v.shape, v.dtype) for k, v in b.items()}
+    assert got == batch_spec(objective, 8, 16, config.data.target_len)
 
 
 # ----------------------------------------------------------------------------- named TFDS datasets

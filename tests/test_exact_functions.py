@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import build_model
 from scaling.models.embeddings import Embeddings
 from scaling.nn.functional import ACTIVATIONS

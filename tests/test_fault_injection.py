@@ -212,8 +212,8 @@ FILE_SIZE_LIMIT = textwrap.dedent("""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
     limit = int(sys.argv.pop(1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    sys.argv[0] = "scaling.train"
-    runpy.run_module("scaling.train", run_name="__main__")
+    sys.argv[0:1] = ["scaling", "train"]
+    runpy.run_module("scaling", run_name="__main__")
 """)
 
 

@@ -1,6 +1,6 @@
 """Faults: SIGKILL then resume is bitwise exact, SIGTERM saves and exits 0, NaN injection.
 
-The kill tests run `scaling train` as a real subprocess (python -m scaling.train) on the
+The kill tests run `scaling train` as a real subprocess (python -m scaling train) on the
 same 8 fake CPU devices as the in-process reference run.
 """
 import json
@@ -36,7 +36,7 @@ def reference(data_dir, tmp_path_factory):
 def start(overrides, workdir, cache_dir):
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
-    return subprocess.Popen([sys.executable, "-m", "scaling.train",
+    return subprocess.Popen([sys.executable, "-m", "scaling", "train",
                              *cli_args(overrides, workdir)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -12,7 +12,7 @@ from flax import traverse_util
 from scaling import runs
 from scaling.commands import report as report_cmd
 from scaling.commands import train as train_cmd
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import build_model, example_batch, model_spec
 from scaling.models.task import TaskModel
 from scaling.tasks import TaskSpec, task_spec

@@ -1,14 +1,14 @@
 """FLOP accounting against hand computations (REFERENCE.md formulas) and XLA's count."""
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
 
-from scaling.configs import load
-from scaling.models import build_model, model_spec
+from scaling import sharding
+from scaling.batch_spec import batch_spec
+from scaling.compile_step import compile_step
+from scaling.config_loading import load
+from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_state import TrainState
-from scaling.train_step import make_train_step
 
 
 def kaplan_n(layers, d, d_ff, vocab):
@@ -62,16 +62,16 @@ def test_analytic_flops_within_15_percent_of_xla(width, layers, seq):
     tx = make_optimizer(config.optim, 10)
     B = 4
 
-    def init(rng):
-        p = nn.unbox(model.init(rng, {"inputs": jnp.zeros((1, seq), jnp.int32)})["params"])
-        return TrainState(jnp.zeros((), jnp.int32), p, tx.init(p), rng)
-
-    state = jax.eval_shape(init, jax.random.PRNGKey(0))
-    batch = {"inputs": jax.ShapeDtypeStruct((B, seq), jnp.int32),
-             "targets": jax.ShapeDtypeStruct((B, seq), jnp.int32),
-             "weights": jax.ShapeDtypeStruct((B, seq), jnp.float32)}
-    step = make_train_step(model, tx, make_schedule(config.optim, 10))
-    cost = jax.jit(step).lower(state, batch).compile().cost_analysis()
+    mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+    rules = sharding.logical_rules(config.parallel.rules)
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    layout = sharding.train_state_layout(model, tx, example_batch(spec, 1, seq, abstract=True),
+                                         rng, mesh, rules)
+    batch = {k: jax.ShapeDtypeStruct(shape, dtype)
+             for k, (shape, dtype) in batch_spec("causal_lm", B, seq).items()}
+    step = compile_step(model, tx, make_schedule(config.optim, 10), config.train, layout, mesh,
+                        rules, batch)
+    cost = step.fn.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     analytic = spec.train_flops_per_sequence(seq) * B
     assert 1.0 <= cost["flops"] / analytic < 1.15

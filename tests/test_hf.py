@@ -300,7 +300,7 @@ def test_xlnet_query_stream_matches_perm_mask(capsys, tmp_path):
 def test_export_of_a_model_made_here(capsys, tmp_path, experiment):
     """Our own layouts: padded vocabulary rows, scanned layers, RoBERTa without a type table."""
     import jax
-    from scaling.configs import load
+    from scaling.config_loading import load
     from scaling.models import abstract_params, model_spec
     config = load(f"experiments/{experiment}.py:tiny")
     config.model.update(num_layers=2, width=32, num_heads=4, mlp_dim=64, max_len=26,

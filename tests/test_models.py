@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from experiments.size_table import ROWS
-from scaling.configs import ConfigError, load
+from scaling.config_loading import ConfigError, load
 from scaling.models import BYTE_VOCAB_SIZE, abstract_params, build_model, example_batch, model_spec
 from scaling.spec import ModelSpec
-from scaling.nn.layers import LOGICAL_AXES
+from scaling.nn.logical import LOGICAL_AXES
 from scaling.sizes import count_params
 
 FAMILIES = ["gpt2", "megatron", "bert", "roberta", "transformer"]

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import build_model, model_spec
 from scaling.nn import functional
 from scaling.optim import make_optimizer, make_schedule

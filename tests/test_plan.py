@@ -4,7 +4,7 @@ import pytest
 from experiments import size_table
 from scaling import plan as plan_lib
 from scaling.commands import plan as plan_cmd
-from scaling.configs import load
+from scaling.config_loading import load
 
 
 def test_small_config_against_hand_computation():

@@ -85,7 +85,7 @@ def test_interrupt_exits_130_with_one_line(monkeypatch, tmp_path, capsys):
 def test_second_sigint_raises_keyboard_interrupt_first_only_sets_the_flag():
     import signal
 
-    from scaling.checkpoint import StopRequest
+    from scaling.stop import StopRequest
 
     with StopRequest() as stop:
         signal.raise_signal(signal.SIGINT)

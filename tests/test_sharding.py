@@ -13,10 +13,10 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from scaling import pmap_engine, sharding
-from scaling.configs import load
+from scaling.compile_step import compile_step
+from scaling.config_loading import load
 from scaling.models import abstract_params, build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
-from scaling.train_step import make_train_step
 
 STEPS, BATCH, SEQ = 3, 16, 32
 
@@ -127,17 +127,17 @@ def _setup(config, mesh):
 
 
 def train_jit(config, mesh):
-    """3 steps as run() takes them: sharded state, global batches, jit with shardings."""
+    """3 steps as run() takes them: sharded state, global batches, scaling.compile_step."""
     model, tx, schedule, rules, layout, state = _setup(config, mesh)
     batch_sh = sharding.batch_sharding(mesh)
+    batches = [{k: jax.device_put(v, batch_sh) for k, v in batch.items()}
+               for batch in _batches()]
+    step = compile_step(model, tx, schedule, config.train, layout, mesh, rules, batches[0],
+                        state, donate=True).fn
+    losses = []
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        step = jax.jit(make_train_step(model, tx, schedule), donate_argnums=0,
-                       in_shardings=(layout.shardings, batch_sh),
-                       out_shardings=(layout.shardings, None))
-        losses = []
-        for batch in _batches():
-            state, metrics = step(state, {k: jax.device_put(v, batch_sh)
-                                          for k, v in batch.items()})
+        for batch in batches:
+            state, metrics = step(state, batch)
             losses.append(float(metrics["loss"]))
     return np.array(losses), state
 

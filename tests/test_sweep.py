@@ -8,7 +8,7 @@ import pytest
 
 from scaling import sweep
 from scaling.commands import sweep as sweep_cmd
-from scaling.configs import load, new_flags, parse
+from scaling.config_loading import load, new_flags, parse
 from tests._util import run_on_one_device
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from scaling import data
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.data import builtin
 from scaling.data.tokenizer import ByteTokenizer
 from scaling.tasks import builtin_modules, builtin_tokens, registry

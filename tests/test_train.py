@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from scaling.commands import train as train_cmd
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.models import build_model, model_spec
 from scaling.optim import decay_mask, make_optimizer, make_schedule
 from scaling.train_state import TrainState

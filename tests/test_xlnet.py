@@ -10,7 +10,7 @@ import pytest
 import flax.linen as nn
 
 from scaling.commands.params import count_row
-from scaling.configs import load
+from scaling.config_loading import load
 from scaling.data import objectives
 from scaling.data.pipeline import ExampleMaker
 from scaling.models import abstract_params, build_model, example_batch, model_spec

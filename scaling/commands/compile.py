@@ -25,23 +25,10 @@ import re
 import subprocess
 import sys
 
-MESH_AXES = ("data", "fsdp", "tensor")  # = scaling.sharding.MESH_AXES (kept jax-free here)
+from scaling.mesh import MESH_AXES, parse_mesh
+
 _COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\d+")
 _REEXEC_ENV = "SCALING_COMPILE_CHILD"
-
-
-def parse_mesh(text: str) -> dict[str, int]:
-    """'data=8,tensor=8' -> {'data': 8, 'fsdp': 1, 'tensor': 8} (unnamed axes are 1)."""
-    sizes = dict.fromkeys(MESH_AXES, 1)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        axis, sep, value = part.partition("=")
-        axis = axis.strip()
-        if not sep or axis not in MESH_AXES:
-            raise ValueError(f"--mesh: {part!r} is not one of {', '.join(MESH_AXES)}=SIZE")
-        if not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"--mesh: {axis} must be a positive size, got {value.strip()!r}")
-        sizes[axis] = int(value)
-    return sizes
 
 
 def _mesh_from_config_args(rest: list[str]) -> dict[str, int] | None:
@@ -88,36 +75,16 @@ def _with_count(flags: str, n: int) -> str:
     return f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
-def abstract_batch(objective: str, batch: int, seq_len: int, target_len: int):
-    """ShapeDtypeStructs of one global batch as the data pipeline yields it."""
-    import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
-
-    s, t = seq_len, target_len or seq_len
-    shapes = {
-        "causal_lm": {"inputs": s, "targets": s, "weights": s},
-        "mlm": {"inputs": s, "targets": s, "weights": s, "token_types": s, "input_mask": s},
-        "span_corruption": {"inputs": s, "decoder_inputs": t, "targets": t, "weights": t},
-        "translation": {"inputs": s, "decoder_inputs": t, "targets": t, "weights": t},
-        "permutation_lm": {"inputs": s, "targets": s, "weights": s, "perm_ranks": s,
-                           "token_types": s},
-    }[objective]
-    return {k: jax.ShapeDtypeStruct((batch, n), jnp.float32 if k == "weights" else jnp.int32)
-            for k, n in shapes.items()}
-
-
 def _lower_and_compile(config, mesh_sizes: dict[str, int]):
-    """(compiled step, StateLayout, spec, lower seconds, compile seconds) for config."""
-    import time  # noqa: PLC0415
-
-    import flax.linen as nn  # noqa: PLC0415
+    """(CompiledStep, StateLayout, spec) of config's train step, from abstract shapes."""
     import jax  # noqa: PLC0415
 
     from scaling import sharding  # noqa: PLC0415
     from scaling import train as train_lib  # noqa: PLC0415
+    from scaling.batch_spec import batch_spec  # noqa: PLC0415
+    from scaling.compile_step import compile_step  # noqa: PLC0415
     from scaling.models import build_model, example_batch  # noqa: PLC0415
     from scaling.optim import make_optimizer, make_schedule  # noqa: PLC0415
-    from scaling.train_step import make_train_step  # noqa: PLC0415
 
     spec = train_lib.validate(config)
     n = math.prod(mesh_sizes.values())
@@ -132,19 +99,14 @@ def _lower_and_compile(config, mesh_sizes: dict[str, int]):
     schedule = make_schedule(config.optim, config.train.steps)
     init_batch = example_batch(spec, 1, seq_len, target_len or None, abstract=True)
     rng = jax.ShapeDtypeStruct((2,), jax.numpy.uint32)  # a PRNGKey's shape: nothing allocated
-    t0 = time.perf_counter()
     layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh)
-    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh) for k, v in
-             abstract_batch(config.data.objective, batch_size, seq_len, target_len).items()}
-    step = make_train_step(model, tx, schedule, micro, config.train.nonfinite)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        lowered = jax.jit(step, in_shardings=(layout.shardings, batch_sh),
-                          out_shardings=(layout.shardings, None),
-                          donate_argnums=0).lower(layout.abstract, batch)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    return compiled, layout, spec, t1 - t0, time.perf_counter() - t1
+    batch = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sh) for k, (shape, dtype)
+             in batch_spec(config.data.objective, batch_size, seq_len, target_len).items()}
+    # The state is donated as `scaling train` does on the accelerators this sizes a job for.
+    step = compile_step(model, tx, schedule, config.train, layout, mesh, rules, batch,
+                        donate=True)
+    return step, layout, spec
 
 
 def _xla_flops(compiled) -> float:
@@ -172,7 +134,8 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
         if device.lower() not in DEVICES:
             raise ValueError(f"--device: unknown {device!r}; known: {', '.join(DEVICES)}")
         target = DEVICES[device.lower()]
-    compiled, layout, spec, lower_s, compile_s = _lower_and_compile(config, mesh_sizes)
+    step, layout, spec = _lower_and_compile(config, mesh_sizes)
+    compiled, lower_s, compile_s = step.fn, step.lower_s, step.compile_s
     n = math.prod(mesh_sizes.values())
     batch_size, seq_len, target_len = (config.train.batch_size, config.data.seq_len,
                                        config.data.target_len)
@@ -199,7 +162,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
             variant.model.num_layers = depth
             if spec.family == "encoder_decoder":
                 variant.model.num_decoder_layers = depth
-            flops.append(_xla_flops(_lower_and_compile(variant, mesh_sizes)[0]))
+            flops.append(_xla_flops(_lower_and_compile(variant, mesh_sizes)[0].fn))
         xla_flops = flops[0] + (layers - 1) * (flops[1] - flops[0])
         flops_method = "F1 + (layers - 1) x (F2 - F1) from unrolled 1- and 2-layer compiles"
     tokens = spec.tokens_per_sequence(seq_len, target_len)
@@ -299,7 +262,7 @@ def main(argv: list[str]) -> int:
     if rc is not None:
         return rc
 
-    from scaling.configs import ConfigError, new_flags, parse  # noqa: PLC0415
+    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
     fv = new_flags(rest, prog="scaling compile")
     try:
         parse(fv, rest, prog="scaling compile")

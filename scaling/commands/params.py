@@ -10,7 +10,7 @@ import json
 import sys
 
 from experiments.size_table import ROWS
-from scaling.configs import ConfigError, load
+from scaling.config_loading import ConfigError, load
 from scaling.models import model_spec
 from scaling.sizes import count_params
 

@@ -54,14 +54,15 @@ def main(argv: list[str]) -> int:
         if rest:
             return fail(f"--table takes no config: unexpected {rest[0]!r}")
         try:
-            rows = plan_lib.table_rows(args.devices or 8, args.device, args.mfu, args.all)
+            from experiments.size_table import ROWS  # noqa: PLC0415
+            rows = plan_lib.table_rows(ROWS, args.devices or 8, args.device, args.mfu, args.all)
         except ValueError as e:
             return fail(str(e))
         print(json.dumps(rows, indent=1, default=str) if args.json
               else plan_lib.format_table(rows))
         return 0
 
-    from scaling.configs import ConfigError, new_flags, parse  # noqa: PLC0415
+    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
     fv = new_flags(rest, prog="scaling plan")
     try:
         parse(fv, rest, prog="scaling plan")

@@ -22,7 +22,7 @@ import sys
 
 from absl import flags
 
-from scaling.configs import new_run_flags, parse_run
+from scaling.config_loading import new_run_flags, parse_run
 
 
 def _config_overrides(argv: list[str]) -> list[str]:

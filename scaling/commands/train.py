@@ -14,7 +14,7 @@ import shlex
 import sys
 
 
-from scaling.configs import new_run_flags, parse_run
+from scaling.config_loading import new_run_flags, parse_run
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +42,7 @@ def _main(argv: list[str]) -> int:
         return 2
     from scaling import distributed
     from scaling.checkpoint import CheckpointError, CheckpointWriteError
-    from scaling.configs import ConfigError
+    from scaling.config_loading import ConfigError
     from scaling.workdir_lock import WorkdirBusy
     try:
         summary = train.run(fv.config, fv.workdir)

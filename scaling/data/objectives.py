@@ -5,18 +5,15 @@ and, where the objective is random, a `np.random.Generator` that the pipeline se
 (seed, example index[, epoch]); so every example is a pure function of its arguments.
 Outputs are int32 ids and float32 weights, unbatched ([T] not [B, T]); `pipeline.py` batches.
 
-Batch keys per objective:
-  causal_lm        inputs, targets, weights                                  all [T]
-  mlm              inputs, targets, weights, token_types, input_mask          all [T]
-  span_corruption  inputs [S], decoder_inputs [T], targets [T], weights [T]
-  translation      inputs [S], decoder_inputs [T], targets [T], weights [T]
-  permutation_lm   inputs, targets, weights, perm_ranks, token_types          all [T]
+The keys, shapes and dtypes of each objective's examples are scaling.batch_spec's.
 """
 from __future__ import annotations
 
 import numpy as np
 
-OBJECTIVES = ("causal_lm", "mlm", "span_corruption", "translation", "permutation_lm")
+from scaling.batch_spec import BATCH_KEYS
+
+OBJECTIVES = tuple(BATCH_KEYS)
 
 
 def _pad_to(ids: np.ndarray, length: int, pad_id: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import grain
 import numpy as np
 
 from scaling.data import objectives, packing, sources
+from scaling.data.checks import validate_data_config
 from scaling.data.tokenizer import make_tokenizer
 
 _PAD_INDEX = -1  # order entry of an all-padding example that fills a finite pass's last batch
@@ -95,7 +96,7 @@ class ExampleMaker:
         self.dynamic_masking = data_cfg.dynamic_masking
         self.noise_density = data_cfg.noise_density
         self.mean_span_length = data_cfg.mean_span_length
-        self.perm_k = data_cfg.get("perm_k", 6)  # permutation_lm: predict the last 1/K
+        self.perm_k = data_cfg.perm_k  # permutation_lm: predict the last 1/K
         if self.objective == "permutation_lm" and not self.perm_k >= 1:
             raise ValueError(f"data.perm_k: must be >= 1 (K = 1 predicts every position), "
                              f"got {self.perm_k!r}")
@@ -220,8 +221,6 @@ def make_pipeline(config, split: str = "train", *, process_index: int = 0,
       `get_state()` / `set_state(state)` for checkpointing. Training shuffles (when
       `data.shuffle`); validation keeps the stored order.
     """
-    from scaling.data import validate_data_config  # the package-level checks
-
     validate_data_config(config)
     check_batch(config, process_count)
     if not 0 <= process_index < process_count:

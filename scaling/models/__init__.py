@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling.batch_spec import model_input_spec
 from scaling.models.decoder import DecoderLM
 from scaling.models.encoder import EncoderModel
 from scaling.models.encoder_decoder import EncoderDecoder
@@ -32,18 +33,15 @@ def build_model(spec: ModelSpec, task=None) -> nn.Module:
 
 def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = None,
                   target_len: int | None = None, abstract: bool = False) -> dict:
-    """A batch with the keys and shapes spec's model reads (zeros, or ShapeDtypeStructs)."""
+    """A batch with the keys and shapes spec's model reads (zeros, or ShapeDtypeStructs).
+
+    The keys are scaling.batch_spec.model_input_spec's; XLNet's ranks are the identity order.
+    """
     t = seq_len or min(spec.max_positions, 128)
-    shapes = {"inputs": (batch_size, t)}
-    if spec.family == "encoder":
-        shapes.update(token_types=(batch_size, t), input_mask=(batch_size, t))
-    if spec.family == "encoder_decoder":
-        shapes.update(decoder_inputs=(batch_size, target_len or t))
-    if spec.family == "xlnet":
-        shapes.update(perm_ranks=(batch_size, t), token_types=(batch_size, t))
+    shapes = model_input_spec(spec.family, batch_size, t, target_len or 0)
     if abstract:
-        return {k: jax.ShapeDtypeStruct(v, jnp.int32) for k, v in shapes.items()}
-    batch = {k: jnp.zeros(v, jnp.int32) for k, v in shapes.items()}
+        return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in shapes.items()}
+    batch = {k: jnp.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
     if spec.family == "xlnet":  # ranks must be a permutation: the identity order
         batch["perm_ranks"] = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (batch_size, t))
     return batch

@@ -9,7 +9,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from scaling.blocks import BlockStack, EncoderBlock
+from scaling.nn.blocks import BlockStack, EncoderBlock
 from scaling.models.embeddings import Embeddings, mask_padded_vocab
 from scaling.spec import ModelSpec
 from scaling.nn.attention import padding_mask

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from scaling.blocks import BlockStack, DecoderBlock, EncoderBlock
+from scaling.nn.blocks import BlockStack, DecoderBlock, EncoderBlock
 from scaling.models.embeddings import PAD_ID, Embeddings
 from scaling.spec import ModelSpec
 from scaling.nn.attention import causal_mask, padding_mask

@@ -23,7 +23,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from scaling.blocks import BlockStack
+from scaling.nn.blocks import BlockStack
 from scaling.models.embeddings import Embeddings, mask_padded_vocab
 from scaling.nn import attention as attn_lib
 from scaling.nn import relative

@@ -230,7 +230,7 @@ def per_shard(fn, q: Array, k: Array, v: Array, mask: Array | str | None) -> Arr
     batch rows and heads instead, split as the logical rules in force say for "batch" and
     "heads" (flax's nn.logical_axis_rules, which run() sets with the mesh). Lengths and the
     head dimension stay whole, since every query needs every key. Mesh axes a dimension
-    cannot use are dropped as for parameters (scaling.sharding.fit_spec; init traces a batch
+    cannot use are dropped as for parameters (scaling.nn.logical.fit_spec; init traces a batch
     of one). Outside a mesh, or on one device, fn is called directly.
     """
     mesh = jax.sharding.get_abstract_mesh()
@@ -238,7 +238,7 @@ def per_shard(fn, q: Array, k: Array, v: Array, mask: Array | str | None) -> Arr
         return fn(q, k, v, mask)
     import flax.linen as nn  # noqa: PLC0415  (the rules live in flax's context)
 
-    from scaling.sharding import fit_spec  # noqa: PLC0415  (it imports this package)
+    from scaling.nn.logical import fit_spec  # noqa: PLC0415
     logical = nn.logical_to_mesh_axes(("batch", None, "heads", None)) or ()
     qkv, _ = fit_spec(logical, q.shape, mesh)
     if mask is None or isinstance(mask, str):

@@ -11,21 +11,7 @@ import jax.numpy as jnp
 
 from scaling.nn import attention as attn_lib
 from scaling.nn import functional as F
-
-# The only logical axis names a parameter or activation may carry.
-LOGICAL_AXES = (
-    "batch",      # B
-    "length",     # T / S (activations)
-    "embed",      # D
-    "heads",      # N
-    "head_dim",   # H
-    "mlp",        # F
-    "vocab",      # V
-    "positions",  # rows of a learned position table
-    "types",      # rows of a token-type table
-    "layers",     # the stacked axis of scanned layers
-    "labels",     # outputs of a fine-tuning task head (classes)
-)
+from scaling.nn.logical import LOGICAL_AXES
 
 dense_init = nn.initializers.normal(stddev=0.02)  # BERT / GPT-2 initialisation
 zeros = nn.initializers.zeros

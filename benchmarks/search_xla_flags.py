@@ -1,7 +1,7 @@
 """Which XLA CPU flags speed up the train step? Each setting runs in its own process (XLA
 reads XLA_FLAGS once), interleaved over several rounds so machine noise spreads evenly.
 
-    python benchmarks/xla_flags.py --bench cpu-small --rounds 3
+    python benchmarks/search_xla_flags.py --bench cpu-small --rounds 3
 
 Prints the median tokens/s per setting and the ratio to the library's default flags.
 """
