@@ -133,6 +133,7 @@ def _named_source(data_cfg, split: str):
     """`tfds.data_source` without downloading; a clear error when it is not prepared."""
     import tensorflow_datasets as tfds
 
+    check_dataset_name(data_cfg.dataset, data_cfg.data_dir)  # registers module-style builders
     try:
         return tfds.data_source(data_cfg.dataset, split=split, download=False,
                                 data_dir=data_cfg.data_dir or None)
