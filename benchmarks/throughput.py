@@ -10,7 +10,7 @@ min-max of N steps. Model FLOPs use 6N + 12·L·T·d (PaLM / nanoGPT). The peak 
 accelerator's bf16 table entry (scaling.hardware), or on CPU a fp32 matmul probe measured in
 this same process just before the steps, so the ratio compares like with like. Like
 `scaling train`, it first restarts itself once with malloc tunables that keep XLA CPU's step
-buffers for reuse, and runs steps on the calling thread (scaling/host_malloc.py).
+buffers for reuse, and runs steps on the calling thread (scaling/runtime/host_malloc.py).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from scaling.configs import load
 from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
-from scaling import host_malloc
+from scaling import runtime
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule
 from scaling.train_state import make_init_fn
@@ -178,5 +178,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    host_malloc.setup()  # as `scaling train` does, so steps time alike
+    runtime.setup()  # as `scaling train` does, so steps time alike
     sys.exit(main())

@@ -42,11 +42,13 @@ def model_config() -> ml_collections.ConfigDict:
     m.dtype = "float32"         # compute dtype: float32 | bfloat16 (params stay float32)
     m.scan_layers = False       # lax.scan over identical layers (flat compile time in depth)
     m.remat = "none"            # none | dots | full
-    m.attention_impl = "auto"   # auto (per platform: cpu blocked for causal, gpu jax, tpu
-                                #   xla) | xla (einsum reference) | jax
-                                #   (jax.nn.dot_product_attention, cuDNN flash attention on
-                                #   GPU) | blocked (causal: skips fully masked key blocks) |
-                                #   splash (Pallas TPU kernel); see scaling.nn.attention
+    m.kernels = "auto"          # auto (cpu: xla_cpu, gpu: gpu, tpu: reference) | reference
+                                #   (scaling.nn, plain jnp) | xla_cpu | gpu (cuDNN attention)
+                                #   | tpu (splash attention); see scaling.kernels
+    m.attention_impl = "auto"   # attention-only override of model.kernels: auto (the kernel
+                                #   set's) | xla (einsum reference) | blocked (causal: skips
+                                #   fully masked key blocks) | jax (jax.nn.dot_product_attention)
+                                #   | splash (Pallas TPU kernel)
     m.attention_block = 128     # query/key block length of blocked and splash attention
     return m
 

@@ -9,7 +9,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from scaling.nn.attention import ATTENTION_IMPLS
+from scaling.kernels import ATTENTION_IMPLS, KERNEL_SETS
 
 FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet")
 NORMS = ("pre", "post")
@@ -51,6 +51,7 @@ class ModelSpec:
     dtype: str = "float32"
     scan_layers: bool = False
     remat: str = "none"
+    kernels: str = "auto"
     attention_impl: str = "auto"
     attention_block: int = 128
     # XLNet only (ignored elsewhere).
@@ -69,6 +70,7 @@ class ModelSpec:
         choice("activation", ACTIVATIONS)
         choice("remat", REMAT)
         choice("dtype", DTYPES)
+        choice("kernels", KERNEL_SETS)
         choice("attention_impl", ATTENTION_IMPLS)
         for field in ("vocab_size", "vocab_pad_multiple", "num_layers", "width", "num_heads",
                       "mlp_dim", "max_len", "attention_block"):
@@ -81,6 +83,10 @@ class ModelSpec:
         if self.attention_impl == "splash" and self.family == "xlnet":
             raise ValueError("model.attention_impl: 'splash' takes no attention bias and "
                              "XLNet's relative attention needs one; use 'auto' or 'xla'")
+        if self.kernels == "tpu" and self.attention_impl == "auto" and self.family == "xlnet":
+            raise ValueError("model.kernels: 'tpu' attention (splash) takes no attention "
+                             "bias and XLNet's relative attention needs one; add "
+                             "model.attention_impl='xla'")
         if self.attention_impl == "splash" and self.attention_block % 128:
             raise ValueError(f"model.attention_block: splash attention needs a multiple of "
                              f"128, got {self.attention_block}")

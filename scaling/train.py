@@ -8,10 +8,6 @@ is the same as `scaling train ...`.
 """
 from __future__ import annotations
 
-if __name__ == "__main__":  # `python -m scaling.train`: restart once, before the imports below
-    from scaling import host_malloc
-    host_malloc.setup()  # reuse XLA CPU's step buffers: see scaling/host_malloc.py
-
 import json
 import os
 import sys
@@ -333,7 +329,7 @@ def run(config, workdir: str) -> dict:
                     "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
 
     # ---- 8. The loop: the only host syncs are at log and eval steps ---------------------
-    # (On a CPU host set up by scaling/host_malloc.py a single-device step runs on this
+    # (On a CPU host set up by scaling/runtime/host_malloc.py a single-device step runs on this
     # thread, so the loop cannot run ahead of it there; grain's threads still prefetch.)
     progress = Progress(steps, start_step=int(state.step))
     pending, data_wait, train_losses, last_eval = [], 0.0, [], {}
@@ -434,5 +430,7 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
+    from scaling import runtime
+    runtime.setup()  # XLA flags; reuse XLA CPU's step buffers (scaling/runtime/host_malloc.py)
     from scaling.commands.train import main
     sys.exit(main(sys.argv[1:]))
