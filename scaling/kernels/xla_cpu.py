@@ -78,7 +78,8 @@ def _narrowing_matmul_fwd(x, w):
 
 def _narrowing_matmul_bwd(residuals, dy):
     x, w = residuals
-    return dy @ w.T, transposed(lambda dy, x: dy.T @ x, dy, x)
+    dw = transposed(lambda dy, x: dy.T @ x, dy, x)
+    return dy @ w.T, dw
 
 
 narrowing_matmul.defvjp(_narrowing_matmul_fwd, _narrowing_matmul_bwd)

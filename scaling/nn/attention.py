@@ -7,7 +7,7 @@ Axis letters used in every shape and einsum string of this package:
     B  batch                 T  query length           S  key/value length
     N  attention heads       H  head dimension         D  model width
     F  MLP hidden width      V  vocabulary             L  layers
-    M  tokens (B·T flattened, the rows of a projection's matmul)
+    M  tokens (B·T flattened: the rows of a matmul in scaling.kernels.xla_cpu)
 
 Masks are boolean with True meaning "may attend", shaped to broadcast against the
 attention logits [B, N, T, S] (usually [B, 1, T, S] or [B, 1, 1, S]).
