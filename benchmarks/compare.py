@@ -24,7 +24,7 @@ import jax
 
 from throughput import BENCHES, bench_config, compile_train_step, parse_overrides
 from scaling.hardware import measure_cpu_matmul_peak
-from scaling import host_malloc
+from scaling import runtime
 
 
 def build(bench: str, overrides: dict, dtype: str):
@@ -83,5 +83,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    host_malloc.setup()  # as `scaling train` does, so steps time alike
+    runtime.setup()  # as `scaling train` does, so steps time alike
     sys.exit(main())

@@ -9,7 +9,7 @@ at a time (each blocked until done), and reports the median and the min-max of N
 accelerator's bf16 table entry (scaling.hardware), or on CPU a fp32 matmul probe measured in
 this same process just before the steps, so the ratio compares like with like. Like
 `scaling train`, it first restarts itself once with malloc tunables that keep XLA CPU's step
-buffers for reuse, and runs steps on the calling thread (scaling/host_malloc.py).
+buffers for reuse, and runs steps on the calling thread (scaling/runtime/host_malloc.py).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from scaling.config_loading import load
 from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
-from scaling import host_malloc
+from scaling import runtime
 from scaling import sharding
 from scaling.batch_spec import batch_spec
 from scaling.compile_step import compile_step
@@ -182,5 +182,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    host_malloc.setup()  # as `scaling train` does, so steps time alike
+    runtime.setup()  # as `scaling train` does, so steps time alike
     sys.exit(main())

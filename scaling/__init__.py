@@ -1,4 +1,5 @@
-"""scaling: Transformer scaling experiments in JAX/Flax."""
-from scaling import xla_flags as _xla_flags
+"""scaling: Transformer scaling experiments in JAX/Flax.
 
-_xla_flags.apply_defaults()  # before JAX starts a backend; see scaling/xla_flags.py
+Importing the package changes nothing in the process: entry points call
+`scaling.runtime.setup()` for XLA flags and host malloc.
+"""

@@ -53,7 +53,7 @@ CORRUPT_DIR = "checkpoints.corrupt"
 
 # Model fields that change what the model computes but not its parameters' shapes: a run may
 # resume with them changed. Every other model field must match the checkpoint's.
-NON_SHAPE_MODEL_FIELDS = ("name", "dtype", "remat", "attention_impl", "dropout",
+NON_SHAPE_MODEL_FIELDS = ("name", "dtype", "remat", "kernels", "attention_impl", "dropout",
                           "layer_norm_eps")
 
 

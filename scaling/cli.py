@@ -31,15 +31,14 @@ def _usage() -> str:
 
 
 # Commands that run train or sample steps restart once with malloc tunables that keep XLA
-# CPU's per-step buffers for reuse (scaling/host_malloc.py decides when: CPU hosts only).
+# CPU's per-step buffers for reuse (scaling/runtime/host_malloc.py decides when: CPU hosts).
 STEP_COMMANDS = ("train", "sweep", "sample")
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] in STEP_COMMANDS:
-        # Only as the program's entry point (an in-process caller passes argv).
-        from scaling import host_malloc  # noqa: PLC0415
-        host_malloc.setup()
+    if argv is None:  # the program's entry point (an in-process caller passes argv)
+        from scaling import runtime  # noqa: PLC0415
+        runtime.setup(reuse_step_buffers=len(sys.argv) > 1 and sys.argv[1] in STEP_COMMANDS)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

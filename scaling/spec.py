@@ -9,7 +9,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from scaling.nn.attention import ATTENTION_IMPLS
+from scaling.kernels import ATTENTION_IMPLS, KERNEL_SETS
 
 FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet")
 NORMS = ("pre", "post")
@@ -58,11 +58,13 @@ class ModelSpec:
     dtype: str = "float32"         # compute dtype: float32 | bfloat16 (params stay float32)
     scan_layers: bool = False      # lax.scan over identical layers (flat compile time in depth)
     remat: str = "none"            # none | dots | full
-    attention_impl: str = "auto"   # auto (per platform: cpu blocked for causal, gpu jax, tpu
-                                   #   xla) | xla (einsum reference) | jax
-                                   #   (jax.nn.dot_product_attention, cuDNN flash attention on
-                                   #   GPU) | blocked (causal: skips fully masked key blocks) |
-                                   #   splash (Pallas TPU kernel); see scaling.nn.attention
+    kernels: str = "auto"          # auto (cpu: xla_cpu, gpu: gpu, tpu: reference) | reference
+                                   #   (scaling.nn, plain jnp) | xla_cpu | gpu (cuDNN attention)
+                                   #   | tpu (splash attention); see scaling.kernels
+    attention_impl: str = "auto"   # attention-only override of model.kernels: auto (the kernel
+                                   #   set's) | xla (einsum reference) | blocked (causal: skips
+                                   #   fully masked key blocks) | jax (jax.nn.dot_product_attention)
+                                   #   | splash (Pallas TPU kernel)
     attention_block: int = 128     # query/key block length of blocked and splash attention
     untie_relative_bias: bool = True  # xlnet only: each layer has its own relative-attention
                                       #   biases (False: one set shared by all layers)
@@ -80,6 +82,7 @@ class ModelSpec:
         choice("activation", ACTIVATIONS)
         choice("remat", REMAT)
         choice("dtype", DTYPES)
+        choice("kernels", KERNEL_SETS)
         choice("attention_impl", ATTENTION_IMPLS)
         for field in ("vocab_size", "vocab_pad_multiple", "num_layers", "width", "num_heads",
                       "mlp_dim", "max_len", "attention_block"):
@@ -92,6 +95,10 @@ class ModelSpec:
         if self.attention_impl == "splash" and self.family == "xlnet":
             raise ValueError("model.attention_impl: 'splash' takes no attention bias and "
                              "XLNet's relative attention needs one; use 'auto' or 'xla'")
+        if self.kernels == "tpu" and self.attention_impl == "auto" and self.family == "xlnet":
+            raise ValueError("model.kernels: 'tpu' attention (splash) takes no attention "
+                             "bias and XLNet's relative attention needs one; add "
+                             "model.attention_impl='xla'")
         if self.attention_impl == "splash" and self.attention_block % 128:
             raise ValueError(f"model.attention_block: splash attention needs a multiple of "
                              f"128, got {self.attention_block}")

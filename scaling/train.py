@@ -318,7 +318,7 @@ def run(config, workdir: str) -> dict:
                     "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
 
     # ---- 8. The loop: the only host syncs are at log and eval steps ---------------------
-    # (On a CPU host set up by scaling/host_malloc.py a single-device step runs on this
+    # (On a CPU host set up by scaling/runtime/host_malloc.py a single-device step runs on this
     # thread, so the loop cannot run ahead of it there; grain's threads still prefetch.)
     progress = Progress(steps, start_step=int(state.step))
     pending, data_wait, train_losses, last_eval = [], 0.0, [], {}

@@ -1,13 +1,18 @@
 """Test setup: 8 fake CPU devices for every test, so sharding tests need no special flags.
 
 XLA reads XLA_FLAGS once, when the backend starts; setting it here, before any test module
-imports jax, is what makes `jax.devices()` return 8 CPU devices.
+imports jax, is what makes `jax.devices()` return 8 CPU devices. The library's default flags
+are added too, as the entry points add them (scaling.runtime.setup), so that a run in the
+test process computes what a `scaling train` subprocess computes, bit for bit.
 """
 import os
+
+from scaling.runtime import xla_flags
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+xla_flags.apply_defaults()
 
 
 import pytest  # noqa: E402

@@ -1,4 +1,5 @@
-"""Attention math against naive, independent implementations (numpy loops)."""
+"""Attention and LayerNorm math, reference and kernels, against naive, independent
+implementations (numpy loops, float64 formulas, finite differences)."""
 import math
 
 import jax
@@ -6,9 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from scaling import kernels
+from scaling.kernels import gpu, tpu, xla_cpu
 from scaling.nn import attention as A
 from scaling.nn import functional
-from scaling.nn.functional import layer_norm, sinusoidal_positions
+from scaling.nn.functional import sinusoidal_positions
+
+LAYER_NORMS = [functional.layer_norm, xla_cpu.layer_norm]  # reference, kernel
 
 
 def naive_attention(q, k, v, mask=None):
@@ -78,11 +83,11 @@ def test_fully_masked_rows_are_zero_not_nan():
     assert np.abs(np.asarray(out[1])).sum() > 0
 
 
-def test_jax_impl_matches_reference():
+def test_gpu_attention_matches_reference():
     q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(2, S=5))
     mask = A.causal_mask(5)
-    ref = A.attention(q, k, v, mask, impl="xla")
-    got = A.attention(q, k, v, mask, impl="jax")
+    ref = A.attention(q, k, v, mask)
+    got = gpu.attention(q, k, v, mask)
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
 
 
@@ -105,7 +110,8 @@ def test_sinusoidal_matches_formula():
             assert pe[pos, 2 * i + 1] == pytest.approx(math.cos(angle), abs=1e-6)
 
 
-def test_layer_norm_matches_formula():
+@pytest.mark.parametrize("layer_norm", LAYER_NORMS)
+def test_layer_norm_matches_formula(layer_norm):
     h = np.random.default_rng(0).normal(size=(3, 10)) * 5 + 2
     gamma, beta = np.linspace(0.5, 1.5, 10), np.linspace(-1, 1, 10)
     got = np.asarray(layer_norm(jnp.asarray(h, jnp.float32), jnp.asarray(gamma, jnp.float32),
@@ -114,9 +120,11 @@ def test_layer_norm_matches_formula():
     np.testing.assert_allclose(got, gamma * (h - mu) / sigma + beta, rtol=1e-4, atol=1e-4)
 
 
-def test_layer_norm_gradients_match_finite_differences():
-    """The hand-written backward pass (dx, dscale, dbias) against central differences of the
-    numpy formula in float64, for a [B, T, D] input and a random output cotangent."""
+@pytest.mark.parametrize("layer_norm", LAYER_NORMS)
+def test_layer_norm_gradients_match_finite_differences(layer_norm):
+    """The backward pass (dx, dscale, dbias; xla_cpu's is hand-written) against central
+    differences of the numpy formula in float64, for a [B, T, D] input and a random output
+    cotangent."""
     rng = np.random.default_rng(1)
     h, cot = rng.normal(size=(2, 3, 6)) * 3 + 1, rng.normal(size=(2, 3, 6))
     gamma, beta = rng.normal(size=6), rng.normal(size=6)
@@ -142,24 +150,24 @@ def test_layer_norm_gradients_match_finite_differences():
 
 
 def test_layer_norm_sums_ask_for_full_f32_precision():
-    """LayerNorm's sums are dots (functional.row_mean): they must ask for HIGHEST precision,
+    """xla_cpu LayerNorm's sums are dots (row_mean): they must ask for HIGHEST precision,
     or GPUs run them in TF32 and TPUs in bf16 passes. Checked in the lowered program, since
     a CPU computes f32 dots exactly either way."""
     x = jnp.ones((4, 8), jnp.float32)
-    for fn in (functional.row_mean, functional.column_sum):
+    for fn in (xla_cpu.row_mean, xla_cpu.column_sum):
         text = jax.jit(fn).lower(x).as_text()
         assert "dot_general" in text and "HIGHEST" in text, fn.__name__
 
 
 def test_narrowing_projection_gradients_match_formula():
-    """dense with fan_in > fan_out (the MLP's F -> D) takes its weight gradient as the
+    """xla_cpu.dense with fan_in > fan_out (the MLP's F -> D) takes its weight gradient as the
     transposed [O, I] product; both gradients must still be dX = dY Wᵀ and dW = Xᵀ dY
     (numpy, float64), for a 3-D input and a two-axis kernel."""
     rng = np.random.default_rng(2)
     x, w = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(3, 4, 5))   # I = 12 > O = 5
     dy = rng.normal(size=(2, 5, 5))
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    y, vjp = jax.vjp(lambda x, w: functional.dense(x, w, in_dims=2), f32(x), f32(w))
+    y, vjp = jax.vjp(lambda x, w: xla_cpu.dense(x, w, in_dims=2), f32(x), f32(w))
     dx, dw = vjp(f32(dy))
     x2, w2, dy2 = x.reshape(10, 12), w.reshape(12, 5), dy.reshape(10, 5)
     np.testing.assert_allclose(np.asarray(y).reshape(10, 5), x2 @ w2, rtol=1e-5, atol=1e-5)
@@ -176,16 +184,18 @@ def test_masks_jit_and_combine():
     assert A.combine_masks(None, None) is None
 
 
-@pytest.mark.parametrize("impl,block", [("jax", 8), ("blocked", 8), ("auto", 8),
-                                        ("blocked", 32)])  # 32: one block, no split
+@pytest.mark.parametrize("impl,block", [("jax", 8), ("blocked", 8), ("blocked", 32)])
 def test_causal_implementations_match_reference_values_and_gradients(impl, block):
+    """gpu's (XLA's jax.nn.dot_product_attention on CPU) and xla_cpu's blocked attention
+    (block 32: one block, no split)."""
     q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(4, T=32, S=32))
 
     def loss(fn, q, k, v):
         return jnp.sum(jnp.sin(fn(q, k, v)))
 
     ref = lambda q, k, v: A.dot_product_attention(q, k, v, A.causal_mask(32))  # noqa: E731
-    got = lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl=impl, block=block)  # noqa: E731
+    fn = kernels.ATTENTION[impl]
+    got = lambda q, k, v: fn(q, k, v, A.CAUSAL, block=block)  # noqa: E731
     np.testing.assert_allclose(np.asarray(got(q, k, v)), np.asarray(ref(q, k, v)),
                                rtol=1e-5, atol=1e-5)
     g_ref = jax.grad(lambda *a: loss(ref, *a), argnums=(0, 1, 2))(q, k, v)
@@ -203,7 +213,7 @@ def test_blocked_attention_in_bfloat16_matches_float32_reference():
         return jnp.sum(jnp.sin(fn(q, k, v).astype(jnp.float32)))
 
     ref = lambda q, k, v: A.dot_product_attention(q, k, v, A.causal_mask(32))  # noqa: E731
-    got = lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl="blocked", block=8)  # noqa: E731
+    got = lambda q, k, v: xla_cpu.attention(q, k, v, A.CAUSAL, block=8)  # noqa: E731
     low = [x.astype(jnp.bfloat16) for x in (q, k, v)]
     out = got(*low)
     assert out.dtype == jnp.bfloat16
@@ -218,7 +228,8 @@ def test_blocked_attention_in_bfloat16_matches_float32_reference():
 
 def test_blocked_attention_computes_fewer_flops():
     q = jnp.zeros((1, 256, 2, 16))
-    f = lambda impl: jax.jit(lambda q: A.attention(q, q, q, A.CAUSAL, impl=impl, block=64))  # noqa: E731
+    f = lambda impl: jax.jit(lambda q: kernels.get("reference", impl, 64).attention(  # noqa: E731
+        q, q, q, A.CAUSAL))
     flops = {i: f(i).lower(q).compile().cost_analysis() for i in ("xla", "blocked")}
     flops = {i: (c[0] if isinstance(c, list) else c)["flops"] for i, c in flops.items()}
     # 4 blocks: 10 of the 16 score blocks are computed.
@@ -237,8 +248,8 @@ def test_splash_kernel_matches_naive_reference(kind):
         valid[0, 100:] = False
         valid[1, :] = False  # a row with no visible key returns zeros, as the reference
         mask = dense = np.asarray(A.padding_mask(jnp.asarray(valid)))
-    got = A.attention(*(jnp.asarray(x, jnp.float32) for x in (q, k, v)),
-                      jnp.asarray(mask) if kind == "padding" else mask, impl="splash", block=128)
+    got = tpu.attention(*(jnp.asarray(x, jnp.float32) for x in (q, k, v)),
+                        jnp.asarray(mask) if kind == "padding" else mask, block=128)
     ref = naive_attention(q, k, v, None if dense is None else np.broadcast_to(dense, (2, 2, 128, 128)))
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-5)
 
@@ -249,7 +260,7 @@ def test_splash_gradients_match_reference():
     def grads(fn):
         return jax.grad(lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v))), argnums=(0, 1, 2))(q, k, v)
 
-    got = grads(lambda q, k, v: A.attention(q, k, v, A.CAUSAL, impl="splash", block=128))
+    got = grads(lambda q, k, v: tpu.attention(q, k, v, A.CAUSAL, block=128))
     ref = grads(lambda q, k, v: A.dot_product_attention(q, k, v, A.causal_mask(128)))
     for a, b in zip(got, ref):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
@@ -258,19 +269,28 @@ def test_splash_gradients_match_reference():
 def test_splash_rejects_what_it_cannot_do():
     q = jnp.zeros((1, 128, 2, 8))
     with pytest.raises(ValueError, match="model.attention_impl: 'splash' takes no mask"):
-        A.attention(q, q, q, A.causal_mask(128), impl="splash", block=128)
+        tpu.attention(q, q, q, A.causal_mask(128), block=128)
     with pytest.raises(ValueError, match="model.attention_block"):
-        A.attention(q, q, q, A.CAUSAL, impl="splash", block=64)
+        tpu.attention(q, q, q, A.CAUSAL, block=64)
 
 
-def test_auto_picks_per_platform():
-    bias = jnp.zeros((1, 1, 8, 8))
-    assert A.resolve_impl("auto", True, None, "cpu") == "blocked"
-    assert A.resolve_impl("auto", False, None, "cpu") == "xla"
-    assert A.resolve_impl("auto", True, bias, "cpu") == "xla"
-    assert A.resolve_impl("auto", True, None, "gpu") == "jax"
-    assert A.resolve_impl("auto", True, None, "tpu") == "xla"  # splash is opt-in
-    assert A.resolve_impl("xla", True, None, "tpu") == "xla"
+def test_gpu_attention_with_padding_and_bias_matches_reference():
+    """The masks and the bias the encoder and XLNet pass, fully masked rows included."""
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in _qkv(9, T=6, S=6))
+    valid = np.ones((2, 6), bool)
+    valid[0, 4:] = False
+    valid[1, :] = False
+    mask = A.padding_mask(jnp.asarray(valid))
+    bias = jnp.asarray(np.random.default_rng(9).normal(size=(2, 2, 6, 6)), jnp.float32)
+
+    def loss(fn):
+        return lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v, mask, bias)))
+
+    got, got_grads = jax.value_and_grad(loss(gpu.attention), argnums=(0, 1, 2))(q, k, v)
+    ref, ref_grads = jax.value_and_grad(loss(A.attention), argnums=(0, 1, 2))(q, k, v)
+    np.testing.assert_allclose(float(got), float(ref), rtol=1e-5)
+    for a, b in zip(got_grads, ref_grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 def _mesh_context(layout=None):
@@ -298,7 +318,7 @@ def test_per_shard_gives_each_device_its_batch_rows_and_heads():
         return A.dot_product_attention(q, k, v, A.causal_mask(q.shape[1]))
 
     with _mesh_context():
-        got = jax.jit(lambda q, k, v: A.per_shard(kernel, q, k, v, A.CAUSAL))(q, k, v)
+        got = jax.jit(lambda q, k, v: tpu.per_shard(kernel, q, k, v, A.CAUSAL))(q, k, v)
     assert seen == [((1, 8, 1, 4), (1, 8, 1, 4))]
     ref = naive_attention(*(np.asarray(x) for x in (q, k, v)),
                           np.broadcast_to(np.tril(np.ones((8, 8), bool)), (4, 2, 8, 8)))
@@ -306,7 +326,7 @@ def test_per_shard_gives_each_device_its_batch_rows_and_heads():
 
     seen.clear()  # a batch the mesh cannot split (init traces one row) stays whole
     with _mesh_context():
-        jax.jit(lambda q: A.per_shard(kernel, q, q, q, A.CAUSAL))(q[:1])
+        jax.jit(lambda q: tpu.per_shard(kernel, q, q, q, A.CAUSAL))(q[:1])
     assert seen == [((1, 8, 1, 4), (1, 8, 1, 4))]
 
 
@@ -325,7 +345,7 @@ def test_splash_under_a_sharded_mesh_matches_unsharded_reference(kind):
 
     with _mesh_context():
         splash = jax.jit(jax.value_and_grad(
-            loss(lambda q, k, v: A.attention(q, k, v, mask, impl="splash", block=128)),
+            loss(lambda q, k, v: tpu.attention(q, k, v, mask, block=128)),
             argnums=(0, 1, 2)))
         (got, got_grads), text = splash(q, k, v), splash.lower(q, k, v).as_text()
     assert "shard_map" in text or "sdy.manual_computation" in text

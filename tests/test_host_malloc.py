@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from scaling import host_malloc
+from scaling.runtime import host_malloc
 
 GLIBC = (2, 36)
 REUSE = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(1 << 40)}
@@ -62,8 +62,8 @@ def _clean_env(**extra):
 needs_glibc = pytest.mark.skipif(not host_malloc.missing_tunables(_clean_env()),
                                  reason="this machine does not take the tunables")
 
-PROGRAM = ("import os; from scaling import host_malloc; print('start', flush=True); "
-           "host_malloc.setup(); import jax; "
+PROGRAM = ("import os; from scaling import runtime; print('start', flush=True); "
+           "runtime.setup(); import jax; "
            "print(os.environ.get('GLIBC_TUNABLES', '-'), "
            "jax.config.values['jax_cpu_enable_async_dispatch'])")
 
@@ -86,8 +86,8 @@ def test_restart_happens_once_and_turns_async_dispatch_off():
 # becomes XLA's temporary buffer (136 MiB in all), run six times; the kernel's own count of
 # minor page faults over the last four calls.
 FAULTS = """
-from scaling import host_malloc
-host_malloc.setup()
+from scaling import runtime
+runtime.setup()
 import resource, jax, jax.numpy as jnp
 x = jnp.ones((8192, 256)) / 256
 w = jnp.ones((256, 2048)) / 256

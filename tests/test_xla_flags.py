@@ -1,5 +1,5 @@
 """The library's default XLA flags never override the user's and can be turned off."""
-from scaling import xla_flags
+from scaling.runtime import xla_flags
 
 
 def test_defaults_are_added_but_never_override(monkeypatch):

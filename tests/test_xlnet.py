@@ -9,6 +9,7 @@ import pytest
 
 import flax.linen as nn
 
+from scaling import kernels
 from scaling.commands.params import count_row
 from scaling.config_loading import load
 from scaling.data import objectives
@@ -79,7 +80,7 @@ def test_rel_shift_picks_the_score_at_distance_i_minus_j():
         relative.rel_shift(jnp.zeros((1, 1, 4, 7)))
 
 
-@pytest.mark.parametrize("impl", ["xla", "jax"])
+@pytest.mark.parametrize("impl", ["xla", "jax"])  # the reference; the gpu kernel set's
 def test_relative_attention_matches_naive_loop(impl):
     b, t, n, h, d = 2, 6, 2, 4, 8
     q, k, v = rand(0, b, t, n, h), rand(1, b, t, n, h), rand(2, b, t, n, h)
@@ -92,7 +93,7 @@ def test_relative_attention_matches_naive_loop(impl):
     r = jnp.einsum("PD,DNH->PNH", relative.relative_sinusoid(t, d), w_r)
     for mask in (content, query):
         got = relative.relative_attention(q, k, v, r, r_w, r_r, mask, r_s, seg_embed,
-                                          jnp.asarray(segments), impl=impl)
+                                          jnp.asarray(segments), attend=kernels.ATTENTION[impl])
         want = naive_relative_attention(q, k, v, w_r, r_w, r_r, r_s, seg_embed, segments,
                                         np.asarray(mask)[:, 0])
         np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling import kernels
 from scaling.batch_spec import model_input_spec
 from scaling.models.decoder import DecoderLM
 from scaling.models.encoder import EncoderModel
@@ -21,7 +22,11 @@ _FAMILIES = {
 
 
 def build_model(spec: ModelSpec, task=None) -> nn.Module:
-    """The Linen module for spec.family, or with a scaling.tasks.TaskSpec its task model."""
+    """The Linen module for spec.family, or with a scaling.tasks.TaskSpec its task model.
+
+    Raises ValueError if spec.kernels names a kernel set made for another platform.
+    """
+    kernels.resolve(spec.kernels)
     if task is not None:
         from scaling.models.task import TaskModel  # noqa: PLC0415
         return TaskModel(spec, task)
@@ -50,10 +55,10 @@ def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = No
 def abstract_params(spec: ModelSpec, seq_len: int = 8):
     """Parameter shapes (with logical partitioning boxes) without allocating memory.
 
-    Traced with the einsum attention: the implementation owns no parameters, and a short
-    example length would not fit kernels with length rules (splash: multiples of 128).
+    Traced with the reference kernels: kernels own no parameters, and a short example
+    length would not fit kernels with length rules (splash: multiples of 128).
     """
-    model = build_model(dataclasses.replace(spec, attention_impl="xla"))
+    model = build_model(dataclasses.replace(spec, kernels="reference", attention_impl="xla"))
     batch = example_batch(spec, 1, min(seq_len, spec.max_positions), abstract=True)
     return jax.eval_shape(lambda b: model.init(jax.random.PRNGKey(0), b), batch)["params"]
 

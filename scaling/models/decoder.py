@@ -21,7 +21,7 @@ def decoder_body(s: ModelSpec, batch, train: bool):
     x = embed(batch["inputs"], deterministic=not train)
     x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(x, CAUSAL)
     if s.final_norm:
-        x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+        x = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_final")(x)
     return x, embed
 
 
@@ -39,5 +39,5 @@ class DecoderLM(nn.Module):
         if s.tie_embeddings:
             return embed.attend(x)
         logits = Dense(s.padded_vocab_size, ("embed", "vocab"), s.output_bias, s.compute_dtype,
-                       name="lm_head")(x)
+                       s.kernels, name="lm_head")(x)
         return mask_padded_vocab(logits, s)

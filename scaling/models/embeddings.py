@@ -27,7 +27,7 @@ class Embeddings(nn.Module):
 
     def setup(self):
         s = self.spec
-        self.tokens = Embed(s.padded_vocab_size, s.width, name="tokens")
+        self.tokens = Embed(s.padded_vocab_size, s.width, kernels=s.kernels, name="tokens")
         if s.positions == "learned":
             self.position_table = Embed(s.max_len, s.width, axes=("positions", "embed"),
                                         name="positions")
@@ -35,7 +35,7 @@ class Embeddings(nn.Module):
             self.type_table = Embed(s.type_vocab_size, s.width, axes=("types", "embed"),
                                     name="types")
         if s.embedding_norm:
-            self.norm = LayerNorm(s.layer_norm_eps, name="ln")
+            self.norm = LayerNorm(s.layer_norm_eps, s.kernels, name="ln")
 
     def __call__(self, ids, token_types=None, deterministic: bool = True):
         s = self.spec

@@ -25,9 +25,10 @@ class MlmHead(nn.Module):
     def __call__(self, x, embed: Embeddings):
         s = self.spec
         if s.mlm_head:
-            x = Dense(s.width, ("embed", "mlp"), True, s.compute_dtype, name="transform")(x)
+            x = Dense(s.width, ("embed", "mlp"), True, s.compute_dtype, s.kernels,
+                      name="transform")(x)
             x = ACTIVATIONS[s.activation](x)
-            x = LayerNorm(s.layer_norm_eps, name="ln")(x)
+            x = LayerNorm(s.layer_norm_eps, s.kernels, name="ln")(x)
         logits = embed.tokens.attend(x)
         if s.output_bias:
             logits = logits + _param(self, "bias", zeros, (s.padded_vocab_size,),
@@ -52,10 +53,10 @@ def encoder_body(s: ModelSpec, batch, train: bool):
     x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="blocks")(
         x, padding_mask(valid))
     if s.final_norm:
-        x = LayerNorm(s.layer_norm_eps, name="ln_final")(x)
+        x = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_final")(x)
     pooled = None
     if s.pooler:
-        pooled = jnp.tanh(Dense(s.width, ("embed", "mlp"), True, s.compute_dtype,
+        pooled = jnp.tanh(Dense(s.width, ("embed", "mlp"), True, s.compute_dtype, s.kernels,
                                 name="pooler")(x[:, 0]))
     return x, pooled, embed
 

@@ -34,11 +34,11 @@ class EncoderDecoder(nn.Module):
         x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="encoder")(
             x, padding_mask(valid))
         if s.final_norm:
-            x = LayerNorm(s.layer_norm_eps, name="ln_encoder")(x)
+            x = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_encoder")(x)
 
         y = embed(tgt, deterministic=not train)
         y = BlockStack(DecoderBlock, s, s.decoder_layers, not train, name="decoder")(
             y, causal_mask(tgt.shape[1]), x, padding_mask(valid))
         if s.final_norm:
-            y = LayerNorm(s.layer_norm_eps, name="ln_decoder")(y)
+            y = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_decoder")(y)
         return embed.attend(y)

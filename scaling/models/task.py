@@ -61,6 +61,7 @@ class TaskModel(nn.Module):
             features = pool(hidden, batch.get("input_mask"), t.pooling, pooled)
         features = dropout(features, s.dropout, not train)
         outputs = 1 if t.kind == "regression" else t.num_labels
-        out = Dense(outputs, ("embed", "labels"), True, s.compute_dtype, name="task_head")(
+        out = Dense(outputs, ("embed", "labels"), True, s.compute_dtype, s.kernels,
+                    name="task_head")(
             features)
         return out[..., 0] if t.kind == "regression" else out

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from scaling.nn.blocks import BlockStack
 from scaling.models.embeddings import Embeddings, mask_padded_vocab
-from scaling.nn import attention as attn_lib
+from scaling import kernels as kernel_sets
 from scaling.nn import relative
 from scaling.nn.layers import LayerNorm, Mlp, _param, constrain, dense_init, dropout, zeros
 from scaling.spec import ModelSpec
@@ -69,16 +69,17 @@ class TwoStreamAttention(nn.Module):
         biases = shared_biases if shared_biases is not None else _relative_biases(self, s)
         biases = {k: v.astype(dtype) for k, v in biases.items()}
 
-        k = attn_lib.split_heads(h, w_k)                       # [B, T, N, H]
-        v = attn_lib.split_heads(h, w_v)
+        ops = kernel_sets.get(s.kernels, s.attention_impl)
+        k = ops.dense(h, w_k)                                    # [B, T, N, H]
+        v = ops.dense(h, w_v)
         r = jnp.einsum("PD,DNH->PNH", r_enc.astype(dtype), w_r)  # [2T, N, H]
 
         def attend(x, mask):
             y = relative.relative_attention(
-                attn_lib.split_heads(x, w_q), k, v, r, biases["r_w_bias"], biases["r_r_bias"],
+                ops.dense(x, w_q), k, v, r, biases["r_w_bias"], biases["r_r_bias"],
                 mask=mask, r_s_bias=biases["r_s_bias"], seg_embed=seg_embed, segments=segments,
-                impl=s.attention_impl)
-            return attn_lib.merge_heads(y, w_o.astype(dtype))
+                attend=ops.attention)
+            return ops.dense(y, w_o.astype(dtype), in_dims=2)
 
         return attend(h, content_mask), attend(g, query_mask)
 
@@ -95,9 +96,9 @@ class XLNetBlock(nn.Module):
         h, g = streams
         attn_h, attn_g = TwoStreamAttention(s, name="attn")(
             h, g, r_enc, segments, content_mask, query_mask, shared_biases)
-        ln_attn = LayerNorm(s.layer_norm_eps, name="ln_attn")
-        mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, name="mlp")
-        ln_mlp = LayerNorm(s.layer_norm_eps, name="ln_mlp")
+        ln_attn = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_attn")
+        mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, s.kernels, name="mlp")
+        ln_mlp = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_mlp")
 
         def finish(x, attn_out):  # post-LN, as XLNet: LN(x + f(x)) twice
             x = ln_attn(x + dropout(attn_out, s.dropout, self.deterministic))

@@ -39,11 +39,12 @@ class EncoderBlock(nn.Module):
     def __call__(self, x, mask=None):
         s = self.spec
         attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
-                                  s.attention_impl, s.attention_block, name="attn")
-        mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, name="mlp")
+                                  s.attention_impl, s.attention_block, s.kernels, name="attn")
+        mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, s.kernels, name="mlp")
         x = _residual(s, x, lambda h: attn(h, mask=CAUSAL if self.causal else mask),
-                      LayerNorm(s.layer_norm_eps, name="ln_attn"), self.deterministic)
-        x = _residual(s, x, mlp, LayerNorm(s.layer_norm_eps, name="ln_mlp"), self.deterministic)
+                      LayerNorm(s.layer_norm_eps, s.kernels, name="ln_attn"), self.deterministic)
+        x = _residual(s, x, mlp, LayerNorm(s.layer_norm_eps, s.kernels, name="ln_mlp"),
+                      self.deterministic)
         x = constrain(x)
         return (x, None) if self.scan_carry else x
 
@@ -57,12 +58,13 @@ class DecoderBlock(nn.Module):
     @nn.compact
     def __call__(self, x, self_mask, encoded, cross_mask):
         s = self.spec
-        ln = lambda name: LayerNorm(s.layer_norm_eps, name=name)  # noqa: E731
+        ln = lambda name: LayerNorm(s.layer_norm_eps, s.kernels, name=name)  # noqa: E731
         self_attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
-                                       s.attention_impl, s.attention_block, name="attn")
+                                       s.attention_impl, s.attention_block, s.kernels,
+                                       name="attn")
         cross_attn = MultiHeadAttention(s.num_heads, s.attention_bias, s.compute_dtype,
-                                        s.attention_impl, name="cross_attn")
-        mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, name="mlp")
+                                        s.attention_impl, kernels=s.kernels, name="cross_attn")
+        mlp = Mlp(s.mlp_dim, s.activation, s.mlp_bias, s.compute_dtype, s.kernels, name="mlp")
         x = _residual(s, x, lambda h: self_attn(h, mask=self_mask), ln("ln_attn"),
                       self.deterministic)
         x = _residual(s, x, lambda h: cross_attn(h, kv=encoded, mask=cross_mask),

@@ -2,14 +2,15 @@
 
 Every parameter is created through `_param`, which attaches logical axis names from
 LOGICAL_AXES. The mesh is never named here: `scaling.sharding` maps these names to mesh
-axes with one rules table.
+axes with one rules table. The math comes from the kernel set a module is given by name
+(`kernels`, see scaling.kernels): the reference in scaling.nn unless a model says otherwise.
 """
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from scaling.nn import attention as attn_lib
+from scaling import kernels as kernel_sets
 from scaling.nn import functional as F
 from scaling.nn.logical import LOGICAL_AXES
 
@@ -31,13 +32,14 @@ def constrain(x, axes=("batch", "length", "embed")):
 
 class LayerNorm(nn.Module):
     eps: float = 1e-5
+    kernels: str = "reference"
 
     @nn.compact
     def __call__(self, x):
         d = x.shape[-1]
         scale = _param(self, "scale", ones, (d,), ("embed",))
         bias = _param(self, "bias", zeros, (d,), ("embed",))
-        return F.layer_norm(x, scale, bias, self.eps)
+        return kernel_sets.get(self.kernels).layer_norm(x, scale, bias, self.eps)
 
 
 class Mlp(nn.Module):
@@ -46,6 +48,7 @@ class Mlp(nn.Module):
     activation: str = "gelu"
     use_bias: bool = True
     dtype: jnp.dtype = jnp.float32
+    kernels: str = "reference"
 
     @nn.compact
     def __call__(self, x):
@@ -56,8 +59,8 @@ class Mlp(nn.Module):
         if self.use_bias:
             b_in = _param(self, "b_in", zeros, (self.mlp_dim,), ("mlp",)).astype(self.dtype)
             b_out = _param(self, "b_out", zeros, (d,), ("embed",)).astype(self.dtype)
-        return F.mlp(x, w_in.astype(self.dtype), b_in, w_out.astype(self.dtype), b_out,
-                     self.activation)
+        return kernel_sets.get(self.kernels).mlp(x, w_in.astype(self.dtype), b_in,
+                                                 w_out.astype(self.dtype), b_out, self.activation)
 
 
 class MultiHeadAttention(nn.Module):
@@ -69,11 +72,13 @@ class MultiHeadAttention(nn.Module):
     num_heads: int
     use_bias: bool = True
     dtype: jnp.dtype = jnp.float32
-    impl: str = "auto"
+    impl: str = "auto"  # model.attention_impl: "auto" is the kernel set's attention
     block: int = 128
+    kernels: str = "reference"
 
     @nn.compact
     def __call__(self, x, kv=None, mask=None, bias=None):
+        ops = kernel_sets.get(self.kernels, self.impl, self.block)
         kv = x if kv is None else kv
         d = x.shape[-1]
         n, h = self.num_heads, d // self.num_heads
@@ -84,14 +89,14 @@ class MultiHeadAttention(nn.Module):
                  if self.use_bias else None)
             return w.astype(self.dtype), b
 
-        q = attn_lib.split_heads(x, *proj("q"))
-        k = attn_lib.split_heads(kv, *proj("k"))
-        v = attn_lib.split_heads(kv, *proj("v"))
-        y = attn_lib.attention(q, k, v, mask=mask, bias=bias, impl=self.impl, block=self.block)
+        q = ops.dense(x, *proj("q"))   # [B, T, N, H]
+        k = ops.dense(kv, *proj("k"))  # [B, S, N, H]
+        v = ops.dense(kv, *proj("v"))
+        y = ops.attention(q, k, v, mask=mask, bias=bias)
         w_o = _param(self, "w_o", dense_init, (n, h, d), ("heads", "head_dim", "embed"))
         b_o = (_param(self, "b_o", zeros, (d,), ("embed",)).astype(self.dtype)
                if self.use_bias else None)
-        return attn_lib.merge_heads(y, w_o.astype(self.dtype), b_o)
+        return ops.dense(y, w_o.astype(self.dtype), b_o, in_dims=2)  # [B, T, D]
 
 
 class Embed(nn.Module):
@@ -99,6 +104,7 @@ class Embed(nn.Module):
     num_embeddings: int
     width: int
     axes: tuple = ("vocab", "embed")
+    kernels: str = "reference"
 
     def setup(self):
         self.table = _param(self, "embedding", dense_init, (self.num_embeddings, self.width),
@@ -109,7 +115,7 @@ class Embed(nn.Module):
 
     def attend(self, x):
         """Logits [B, T, V] = x · tableᵀ."""
-        return F.tied_logits(x, self.table.astype(x.dtype))
+        return kernel_sets.get(self.kernels).tied_logits(x, self.table.astype(x.dtype))
 
 
 class Dense(nn.Module):
@@ -122,13 +128,14 @@ class Dense(nn.Module):
     axes: tuple = ("embed", "mlp")
     use_bias: bool = True
     dtype: jnp.dtype = jnp.float32
+    kernels: str = "reference"
 
     @nn.compact
     def __call__(self, x):
         w = _param(self, "kernel", dense_init, (x.shape[-1], self.features), self.axes)
         b = (_param(self, "bias", zeros, (self.features,), self.axes[-1:]).astype(self.dtype)
              if self.use_bias else None)
-        return F.dense(x, w.astype(self.dtype), b)
+        return kernel_sets.get(self.kernels).dense(x, w.astype(self.dtype), b)
 
 
 def dropout(x, rate: float, deterministic: bool):

@@ -12,7 +12,7 @@ The score of query i for key j (Dai et al. 2019, eq. 4; Yang et al. 2019, sectio
 
 The content term is what `dot_product_attention` already computes for queries q + r_w_bias;
 the position and segment terms are computed here as its additive `bias`, so masking and the
-softmax stay in one place (scaling.nn.attention.attention).
+softmax stay in one place (the attention function).
 
 Two-stream masks follow a factorization order given as ranks: rank[t] is the step at which
 position t is generated. The content stream at i sees j iff rank[j] <= rank[i] (itself
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling.nn.attention import attention, resolve_impl
+from scaling.nn.attention import attention
 
 Array = jax.Array
 
@@ -100,7 +100,7 @@ def relative_bias(q: Array, r: Array, r_r_bias: Array, r_s_bias: Array | None = 
 def relative_attention(q: Array, k: Array, v: Array, r: Array, r_w_bias: Array,
                        r_r_bias: Array, mask: Array | None = None,
                        r_s_bias: Array | None = None, seg_embed: Array | None = None,
-                       segments: Array | None = None, impl: str = "xla") -> Array:
+                       segments: Array | None = None, attend=attention) -> Array:
     """Multi-head attention with relative positions (and relative segments).
 
     Args:
@@ -109,17 +109,13 @@ def relative_attention(q: Array, k: Array, v: Array, r: Array, r_w_bias: Array,
       r_w_bias, r_r_bias: [N, H] content and position biases.
       mask: boolean, broadcastable to [B, N, T, T]; True where a query may attend a key.
       r_s_bias, seg_embed, segments: the segment term (see `relative_bias`); optional.
-      impl: "auto", "xla" (einsum reference) or "jax" (jax.nn.dot_product_attention), as
-        `scaling.nn.attention.attention`; "blocked" and "splash" take no bias.
+      attend: the attention function (scaling.nn.attention.attention, or a kernel set's).
 
     Returns:
       [B, T, N, H]; a query with no visible key gets zeros (dot_product_attention's rule).
     """
     bias = relative_bias(q, r, r_r_bias, r_s_bias, seg_embed, segments)
-    impl = resolve_impl(impl, False, bias)
-    if impl == "jax":  # jax.nn.dot_product_attention wants the bias in q's dtype
-        bias = bias.astype(q.dtype)
-    return attention(q + r_w_bias, k, v, mask=mask, bias=bias, impl=impl)
+    return attend(q + r_w_bias, k, v, mask=mask, bias=bias)
 
 
 # ----------------------------------------------------------------------------- factorization order

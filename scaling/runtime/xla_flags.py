@@ -1,7 +1,8 @@
 """XLA flags the library sets by default, only where they were measured to help.
 
-Applied when `scaling` is imported, before JAX starts its backend; a flag the user already
-put in XLA_FLAGS is never overridden, and SCALING_XLA_FLAGS=none turns this off.
+Applied by `scaling.runtime.setup()` at entry points, before JAX starts its backend; a flag
+the user already put in XLA_FLAGS is never overridden, and SCALING_XLA_FLAGS=none turns
+this off.
 
 --xla_cpu_experimental_ynn_fusion_type=  (empty)
     Turns off an experimental XLA CPU dot fusion that slows the backward matmuls

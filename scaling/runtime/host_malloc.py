@@ -15,15 +15,18 @@ allocates from the main heap). Computations over several devices (pmap, sharded 
 dispatched asynchronously regardless. Either half alone changes nothing; the figures are in
 benchmarks/RESULTS.md.
 
-glibc reads its tunables once, when the process starts, so the `scaling` command and the
-benchmarks re-execute themselves once with GLIBC_TUNABLES extended (same process id, same
-arguments; before JAX starts, so nothing is lost), then turn async dispatch off in the
-process that stays. Only on Linux with glibc (2.26+ for the tunables; huge pages need
-2.35+ and THP mode "madvise": with "always" the kernel gives them anyway) and only where JAX
-will run on CPU: hosts with a GPU or TPU plugin installed (or JAX_PLATFORMS naming another
+glibc reads its tunables once, when the process starts, so `scaling.runtime.setup()` (the
+`scaling` command, `python -m scaling.train`, the benchmarks) re-executes the program once
+with GLIBC_TUNABLES extended (same process id, same arguments; before any JAX backend
+starts, so nothing but the imports is done twice), then turns async dispatch off in the
+process that stays. Only on Linux with glibc (2.26+ for the tunables; huge pages need 2.35+
+and THP mode "madvise": with "always" the kernel gives them anyway) and only where JAX will
+run on CPU: hosts with a GPU or TPU plugin installed (or JAX_PLATFORMS naming another
 platform first) keep glibc's defaults, since there the step's buffers live on the device.
-Tunables the user already set are kept. SCALING_HOST_MALLOC=0 turns all of it off. Code
-that imports `scaling` from its own script can do the same by hand:
+Tunables the user already set are kept. SCALING_HOST_MALLOC=0 turns all of it off.
+Re-measured for issue 21, the restart still pays: without it every step faults its buffer
+in afresh (figures in benchmarks/RESULTS.md). Code that imports `scaling` from its own
+script can do the same by hand:
 
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776 \\
         python train.py     # with jax.config.update("jax_cpu_enable_async_dispatch", False)
