@@ -17,14 +17,14 @@ from sklearn.metrics import f1_score
 
 from experiments import finetune
 from scaling.tasks import builtin_modules, builtin_tokens
+from scaling.tasks.data import subset_indices
 
 SEQ_LEN = 128
 
 
 def subset(items, limit):
-    """The fine-tuning pipeline's labelled subset: the first `limit` of a fixed permutation."""
-    keep = np.sort(np.random.default_rng(0).permutation(len(items))[:limit])
-    return [items[i] for i in keep]
+    """The fine-tuning pipeline's labelled subset (task.max_train_examples=limit)."""
+    return [items[i] for i in subset_indices(len(items), limit)]
 
 
 def tokens_baselines():

@@ -161,7 +161,6 @@ def check_prepared(data_cfg) -> None:
     """
     if data_cfg.dataset == BUILTIN:
         return
-    check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
     absl_logger = logging.getLogger("absl")  # TFDS warns about the missing files first
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)

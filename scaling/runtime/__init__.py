@@ -1,6 +1,6 @@
 """Process setup for entry points: XLA flags and host malloc, before JAX starts a backend.
 
-Only programs call `setup()` (the `scaling` console script, `python -m scaling.train` and
+Only programs call `setup()` (the `scaling` console script, `python -m scaling` and
 the benchmarks); importing `scaling` changes nothing in the process.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ dispatched asynchronously regardless. Either half alone changes nothing; the fig
 benchmarks/RESULTS.md.
 
 glibc reads its tunables once, when the process starts, so `scaling.runtime.setup()` (the
-`scaling` command, `python -m scaling.train`, the benchmarks) re-executes the program once
+`scaling` command, `python -m scaling`, the benchmarks) re-executes the program once
 with GLIBC_TUNABLES extended (same process id, same arguments; before any JAX backend
 starts, so nothing but the imports is done twice), then turns async dispatch off in the
 process that stays. Only on Linux with glibc (2.26+ for the tunables; huge pages need 2.35+

@@ -25,9 +25,10 @@ MAX_VALIDATION_PER_FILE = 48  # evenly spaced: long files do not swamp the valid
 _SKIP_DIRS = {"test", "tests", "__pycache__"}
 
 
-def held_out_files(package: str) -> list[str]:
-    """The package's validation files: every HELD_OUT_EVERY-th, starting from the second."""
-    return package_files(package)[1::HELD_OUT_EVERY]
+def held_out_files(files: list[str]) -> list[str]:
+    """Of a package's sorted files, the validation ones: every HELD_OUT_EVERY-th, from the
+    second."""
+    return files[1::HELD_OUT_EVERY]
 
 
 def heldout_globs() -> str:
@@ -35,7 +36,7 @@ def heldout_globs() -> str:
     relative to the standard library so that a config stays valid on another machine."""
     root = os.path.abspath(sysconfig.get_paths()["stdlib"])
     return ",".join("*/" + os.path.relpath(path, root).replace(os.sep, "/")
-                    for package in PACKAGES for path in held_out_files(package))
+                    for package in PACKAGES for path in held_out_files(package_files(package)))
 
 
 def package_files(package: str) -> list[str]:
@@ -72,8 +73,9 @@ def split_files(split: str) -> list[tuple[str, int]]:
         raise ValueError(f"builtin task: no split {split!r}; it has 'train', 'validation'")
     out = []
     for label, package in enumerate(PACKAGES):
-        held_out = set(held_out_files(package))
-        out.extend((path, label) for path in package_files(package)
+        files = package_files(package)
+        held_out = set(held_out_files(files))
+        out.extend((path, label) for path in files
                    if (path in held_out) == (split == "validation"))
     return out
 

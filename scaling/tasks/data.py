@@ -75,9 +75,13 @@ def open_task(config, split: str):
         items = _GlueItems(_records(config.data, tfds_split), info)
     limit = config.task.max_train_examples
     if split == "train" and 0 < limit < len(items):
-        keep = np.sort(np.random.default_rng(0).permutation(len(items))[:limit])
-        items = _Subset(items, keep)
+        items = _Subset(items, subset_indices(len(items), limit))
     return items
+
+
+def subset_indices(n: int, limit: int) -> np.ndarray:
+    """The `limit` kept of `n` train items: the first of a fixed permutation, in file order."""
+    return np.sort(np.random.default_rng(0).permutation(n)[:limit])
 
 
 def check_available(config) -> None:
