@@ -27,7 +27,8 @@ Train record, one per log step (written by the training loop, the throughput fie
     device_bytes_in_use, device_peak_bytes, device_bytes_limit   int  (backends that report them)
     host_peak_rss_bytes      int    process peak RSS, host memory (CPU backend)
 
-Eval record: step, eval_loss, eval_ppl, eval_accuracy (where the objective has one).
+Eval record: step, eval_loss, eval_ppl, eval_accuracy (where the objective has one), eval_bpb
+(language models: the loss in bits per byte of predicted text, comparable across tokenizers).
 
 One-off events, `{"event": kind, ...}`:
     run_start  model, family, params, non_embedding_params, flops_per_token,

@@ -28,7 +28,7 @@ CONFIG_FILE = "config.json"
 KNOWN_FIELDS = {
     "step", "time", "loss", "accuracy", "nonfinite_steps", "lr", "grad_norm", "param_norm", "step_time_s", "data_wait_s",
     "tokens_per_s", "tokens_per_s_per_device", "model_tflops_per_device", "mfu", "hfu",
-    "tokens_seen", "flops_seen", "goodput", "eval_loss", "eval_ppl", "eval_accuracy",
+    "tokens_seen", "flops_seen", "goodput", "eval_loss", "eval_ppl", "eval_accuracy", "eval_bpb",
     "eval_f1", "eval_macro_f1", "eval_mcc", "eval_pearson", "eval_spearman", "eval_examples",
     "device_bytes_in_use", "device_peak_bytes", "device_bytes_limit", "host_peak_rss_bytes",
 }
@@ -262,6 +262,7 @@ def summarize(run: Run) -> dict:
         "final_loss": number(last.get("loss")),
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "best_eval_loss": min(eval_losses) if eval_losses else None,
+        "final_eval_bpb": number(final_eval.get("eval_bpb")),
         # Fine-tuning tasks (scaling.tasks.metrics): the last eval's scores, where logged.
         **{f"final_{k}": number(final_eval.get(k)) for k in TASK_SCORES},
         "median_tokens_per_s": _median(run.series("tokens_per_s")[1]),

@@ -32,7 +32,7 @@ from scaling.sizes import count_params
 from scaling.spec import ModelSpec
 from scaling.stop import StopRequest
 from scaling.tasks import data as task_data, evaluate as task_eval
-from scaling.train_step import loss_name, make_eval_step, param_norm
+from scaling.train_step import bits_per_byte, loss_name, make_eval_step, param_norm
 
 
 def validate(config) -> ModelSpec:
@@ -143,6 +143,8 @@ def run(config, workdir: str) -> dict:
                 else task_data.label_baseline(config))
     baseline_name, baseline_key = (("unigram", "unigram_entropy") if task is None
                                    else ("constant-prediction", "label_baseline_loss"))
+    # Bytes of text per token id: language-model evals also report bits per byte.
+    token_bytes = data_lib.make_tokenizer(config.data).token_bytes if task is None else None
     batch_sh = sharding.batch_sharding(mesh)
     if engine == "pmap":  # this host's rows -> [devices, rows/device, ...]
         to_global = pmap_engine.split_batch
@@ -269,14 +271,15 @@ def run(config, workdir: str) -> dict:
         first = to_global(next(train_iter))
         compiled = pmap_engine.make_step(model, tx, schedule, config.train.micro_batches,
                                          config.train.nonfinite).lower(state, first).compile()
-        eval_fn = pmap_engine.make_eval(model)
+        eval_fn = pmap_engine.make_eval(model, token_bytes)
         param_norm_fn = pmap_engine.make_param_norm()
     else:
         first = to_global(next(train_iter))
         compiled = compile_step(model, tx, schedule, config.train, layout, mesh, rules, first,
                                 state, loss=loss).fn
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-            eval_fn = jax.jit(make_eval_step(model, loss), in_shardings=(params_sh, batch_sh))
+            eval_fn = jax.jit(make_eval_step(model, loss, token_bytes),
+                              in_shardings=(params_sh, batch_sh))
             param_norm_fn = jax.jit(param_norm, in_shardings=(params_sh,))
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis() or {}
@@ -308,14 +311,16 @@ def run(config, workdir: str) -> dict:
     else:  # language models: the same eval_steps batches every time
         def evaluate(params) -> dict:
             eval_iter.set_state(eval_start)
-            total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0}
+            total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0, "bytes": 0.0}
             with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
                 for _ in range(config.train.eval_steps):
                     out = jax.device_get(eval_fn(params, to_global(next(eval_iter))))
-                    total = {k: total[k] + float(out[k]) for k in total}
+                    total = {k: total[k] + float(out.get(k, 0.0)) for k in total}
             loss = total["loss_sum"] / max(total["weight"], 1.0)
+            bpb = bits_per_byte(total["loss_sum"], total["bytes"])
             return {"eval_loss": loss, "eval_ppl": float(np.exp(min(loss, 50.0))),
-                    "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
+                    "eval_accuracy": total["correct"] / max(total["weight"], 1.0),
+                    **({"eval_bpb": bpb} if bpb is not None else {})}
 
     # ---- 8. The loop: the only host syncs are at log and eval steps ---------------------
     # (On a CPU host set up by scaling/runtime/host_malloc.py a single-device step runs on this
@@ -373,6 +378,8 @@ def run(config, workdir: str) -> dict:
                 writer.write({"step": step, **last_eval})
                 scores = "".join(f", {k[5:]} {v:.4f}" for k, v in last_eval.items()
                                  if task is not None and k not in ("eval_loss", "eval_examples"))
+                if "eval_bpb" in last_eval:
+                    scores += f", {last_eval['eval_bpb']:.4f} bits/byte"
                 progress.message(f"step {step}: eval loss {last_eval['eval_loss']:.4f} "
                                  f"({baseline_name} baseline {baseline:.4f}, "
                                  f"{100 * (1 - last_eval['eval_loss'] / max(baseline, 1e-12)):.1f}"
