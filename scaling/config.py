@@ -122,6 +122,8 @@ def base_config() -> ml_collections.ConfigDict:
                                         #   labelled train split (0 = all)
 
     c.metrics = ml_collections.ConfigDict()
-    c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU once
+    c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU (cached)
+    c.metrics.cpu_peak_max_age_days = 7.0  # CPU: measure the cached probe again when older
+    c.metrics.cpu_peak_repeats = 5      # CPU: readings per probe (best = peak; spread shown)
     c.metrics.tensorboard = True
     return c

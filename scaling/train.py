@@ -23,7 +23,8 @@ from scaling import data as data_lib
 from scaling.compile_step import compile_step
 from scaling.config_loading import ConfigError
 from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
-from scaling.hardware import device_peak_flops
+from scaling import hardware
+from scaling import metrics as metrics_lib
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule, validate_optim_config
@@ -67,6 +68,7 @@ def validate(config) -> ModelSpec:
         raise ValueError(f"parallel.engine: unknown {config.parallel.engine!r}; allowed: "
                          "'jit', 'pmap'")
     sharding.logical_rules(config.parallel.rules)
+    metrics_lib.validate_config(config.metrics)
     return spec
 
 
@@ -288,9 +290,24 @@ def run(config, workdir: str) -> dict:
 
     # ---- 7. Metrics sinks -------------------------------------------------------------------
     writer = MetricsWriter(workdir, tensorboard=config.metrics.tensorboard)
-    peak, peak_source = device_peak_flops(override_tflops=config.metrics.device_peak_tflops)
+    m = config.metrics
+    peak, peak_source = hardware.device_peak_flops(
+        override_tflops=m.device_peak_tflops, max_age_days=m.cpu_peak_max_age_days,
+        repeats=int(m.cpu_peak_repeats))
+    # A CPU peak comes from the cached probe: MFU > 1 proves it wrong, so it is expired and the
+    # next run measures again; a table or configured peak is fixed by the config.
+    probed = m.device_peak_tflops <= 0 and jax.devices()[0].platform == "cpu"
+
+    def over_peak(kind: str, warning: str) -> None:   # once per kind, on the console
+        progress.message(f"warning: {warning}")       # (called from the loop, section 8)
+        if kind == "MFU" and probed:
+            hardware.expire_cpu_peak(f"MFU > 1 in {os.path.abspath(workdir)}")
+
     meter = Throughput(flops_per_token, tokens_per_step, num_devices, peak, hw_flops,
-                       start_step=start_step)
+                       start_step=start_step, peak_source=peak_source, on_over_peak=over_peak,
+                       remedy=("Re-measure with `scaling probe-peak` (this run expired the "
+                               "cached probe, so the next run measures it again)." if probed
+                               else "Set --config.metrics.device_peak_tflops."))
     meter.mark_unproductive(compile_s, "compile")
     writer.write_event(
         "run_start", model=spec.name, family=spec.family, params=counts.backbone,
