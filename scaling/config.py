@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.dataset = "builtin"          # builtin (local text corpus) or any TFDS name
     c.data.corpus = ""                  # builtin: dir or glob of text files ("" = Python stdlib)
     c.data.data_dir = ""                # TFDS data dir ("" = TFDS default, ~/tensorflow_datasets)
+    c.data.download = False             # TFDS name not prepared in data_dir: download and
+                                        #   prepare it as array_record (else: an error naming
+                                        #   the `tfds build` command)
     c.data.text_key = "text"            # TFDS feature holding text (or source for translation)
     c.data.target_key = ""              # translation datasets: target language key
     c.data.tokenizer = "byte"           # byte | sentencepiece

@@ -130,28 +130,54 @@ def open_split(data_cfg, split: str) -> TextSource:
 
 
 def _named_source(data_cfg, split: str):
-    """`tfds.data_source` without downloading; a clear error when it is not prepared."""
+    """`tfds.data_source` of a prepared dataset; with `data.download`, prepares it first.
+
+    Raises the one-line "not prepared" ValueError when it is not prepared and
+    `data.download` is off.
+    """
     import tensorflow_datasets as tfds
 
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)  # registers module-style builders
+    try:
+        return _tfds_data_source(data_cfg, split)
+    except _NotPrepared as e:
+        if not data_cfg.get("download", False):
+            raise _not_prepared(data_cfg, e.__cause__ or e) from e
+    # data.download: fetch and convert once (TFDS skips a dataset already prepared).
+    builder = tfds.builder(data_cfg.dataset, data_dir=data_cfg.data_dir or None,
+                           file_format="array_record")
+    builder.download_and_prepare(file_format="array_record")
+    try:
+        return _tfds_data_source(data_cfg, split)
+    except _NotPrepared as e:
+        raise _not_prepared(data_cfg, e.__cause__ or e) from e
+
+
+class _NotPrepared(Exception):
+    """TFDS found no array_record files of the dataset in the data dir."""
+
+
+def _tfds_data_source(data_cfg, split: str):
+    import tensorflow_datasets as tfds
     try:
         return tfds.data_source(data_cfg.dataset, split=split, download=False,
                                 data_dir=data_cfg.data_dir or None)
     except KeyError as e:
         if "not been generated" not in str(e):  # e.g. a split the dataset does not have
             raise
-        raise _not_prepared(data_cfg, e) from e
+        raise _NotPrepared() from e
     except (NotImplementedError, AssertionError, FileNotFoundError) as e:
-        raise _not_prepared(data_cfg, e) from e
+        raise _NotPrepared() from e
 
 
-def _not_prepared(data_cfg, error: Exception) -> ValueError:
+def _not_prepared(data_cfg, error: BaseException) -> ValueError:
     where = data_cfg.data_dir or "the TFDS default data dir"
+    data_dir = data_cfg.data_dir or "DIR"
     return ValueError(
         f"data.dataset: {data_cfg.dataset!r} is not prepared as array_record in {where}; "
-        f"prepare it on a machine with internet (`tfds build {data_cfg.dataset} "
-        f"--file_format=array_record --data_dir DIR`), then set data.data_dir=DIR, or use "
-        f"dataset='builtin' ({type(error).__name__})")
+        f"run `tfds build {data_cfg.dataset} --file_format=array_record "
+        f"--data_dir={data_dir}` (needs internet), or set data.download=True to prepare it "
+        f"now, or use dataset='builtin' ({type(error).__name__})")
 
 
 def check_prepared(data_cfg) -> None:
