@@ -66,3 +66,125 @@ def test_download_prepares_an_unprepared_tfds_name(tmp_path):
     assert sorted(train[i] for i in range(len(train))) == sorted(TOY_TEXTS[:8])
     assert sorted(validation[i] for i in range(len(validation))) == sorted(TOY_TEXTS[8:])
     assert list((tmp_path / "scaling_toy_texts").rglob("*.array_record*"))
+
+
+# ----------------------------------------------------------------------------- data.files
+
+def _docs(prefix, n):
+    return [f"{prefix} document {i}: ¿qué tal? " + "lorem ipsum " * (i % 4) for i in range(n)]
+
+
+@pytest.fixture
+def files_dir(tmp_path):
+    """One file of each format; returns (dir, {file name: the documents written to it})."""
+    import gzip
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    written = {}
+    docs = _docs("jsonl", 7)
+    (tmp_path / "a.jsonl").write_text(
+        "".join(json.dumps({"id": i, "content": d}) + "\n" for i, d in enumerate(docs)))
+    written["a.jsonl"] = docs
+    docs = _docs("gzipped", 5)
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(
+        "".join(json.dumps({"content": d}) + "\n" for d in docs).encode()))
+    written["b.jsonl.gz"] = docs
+    docs = _docs("parquet", 9)
+    pq.write_table(pa.table({"content": docs, "n": list(range(9))}), tmp_path / "c.parquet")
+    written["c.parquet"] = docs
+    docs = _docs("array_record", 6)
+    writer = ArrayRecordWriter(str(tmp_path / "d.array_record"), "group_size:1")
+    for d in docs:
+        writer.write(d.encode())
+    writer.close()
+    written["d.array_record"] = docs
+    text = "a whole file\nof plain text\n\nis one document\n"
+    (tmp_path / "e.txt").write_text(text)
+    written["e.txt"] = [text]
+    return tmp_path, written
+
+
+def _files_config(files, **fields):
+    c = base_config()
+    c.data.dataset = "files"
+    c.data.files = files
+    c.data.text_key = "content"
+    c.data.eval_fraction = 0.3
+    for k, v in fields.items():
+        c.data[k] = v
+    return c
+
+
+def _split(c, split):
+    source = sources.open_split(c.data, split)
+    return [source[i] for i in range(len(source))]
+
+
+def test_files_of_every_format_read_back_what_was_written(files_dir):
+    d, written = files_dir
+    c = _files_config(f"{d}/*.jsonl,{d}/*.gz,{d}/*.parquet,{d}/*.array_record,{d}/e.txt")
+    train, validation = _split(c, "train"), _split(c, "validation")
+    everything = [doc for name in sorted(written) for doc in written[name]]
+    assert sorted(train + validation) == sorted(everything)
+    assert train and validation and not set(train) & set(validation)
+    # File order is kept within a split: train is `everything` less the held-out documents.
+    assert train == [doc for doc in everything if doc not in set(validation)]
+
+
+def test_hold_out_is_deterministic_and_independent_of_file_order(files_dir):
+    d, _ = files_dir
+    c = _files_config(f"{d}/*.parquet,{d}/a.jsonl")
+    again = _files_config(f"{d}/a.jsonl,{d}/*.parquet")
+    assert set(_split(c, "validation")) == set(_split(again, "validation"))
+    assert set(_split(c, "train")) == set(_split(again, "train"))
+    larger = _files_config(f"{d}/a.jsonl,{d}/*.parquet", eval_fraction=0.6)
+    assert set(_split(c, "validation")) <= set(_split(larger, "validation"))
+
+
+def test_eval_files_are_the_validation_split(files_dir):
+    d, written = files_dir
+    c = _files_config(f"{d}/a.jsonl,{d}/c.parquet", eval_files=f"{d}/d.array_record")
+    assert _split(c, "train") == written["a.jsonl"] + written["c.parquet"]
+    assert _split(c, "validation") == written["d.array_record"]
+
+
+def test_text_files_one_document_per_line(tmp_path):
+    (tmp_path / "x.txt").write_text("first line\n\nsecond line\nthird\n")
+    (tmp_path / "y.md").write_text("fourth\n")
+    c = _files_config(str(tmp_path), eval_files=str(tmp_path / "y.md"),
+                      files_text_per_line=True)
+    assert _split(c, "train") == ["first line", "second line", "third", "fourth"]
+    assert _split(c, "validation") == ["fourth"]
+
+
+def test_files_through_the_pipeline(files_dir):
+    from scaling import data
+    d, written = files_dir
+    c = _files_config(f"{d}/a.jsonl", eval_files=f"{d}/c.parquet")
+    c.data.seq_len, c.train.batch_size = 16, 4
+    batch = next(data.make_pipeline(c, "validation"))
+    tok = data.make_tokenizer(c.data)
+    stream = [i for doc in written["c.parquet"] for i in [*tok.encode(doc), tok.eos_id]]
+    np.testing.assert_array_equal(batch["inputs"].reshape(-1), stream[:64])
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(files=""), "data.files: dataset='files' needs"),
+    (dict(files="/no/such/*.jsonl"), "data.files: no files match '/no/such/*.jsonl'"),
+    (dict(eval_files="/no/such.parquet"), "data.eval_files: no files match"),
+    (dict(text_key="body"), "data.text_key: field 'body' not in line 1 of"),
+])
+def test_bad_files_config_is_one_line_naming_the_field(files_dir, fields, message):
+    from scaling import data
+    d, _ = files_dir
+    c = _files_config(f"{d}/a.jsonl")
+    for k, v in fields.items():
+        c.data[k] = v
+    with pytest.raises(ValueError) as e:
+        data.validate_data_config(c)
+        data.make_pipeline(c, "train")
+    assert str(e.value).startswith(message) and "\n" not in str(e.value), str(e.value)

@@ -3,7 +3,8 @@
   tokenizer.py   byte (default) and SentencePiece tokenizers, fixed special ids
   hf_tokenizer.py  a Hugging Face tokenizer.json (data.tokenizer=hf:<dir>), its own special ids
   builtin.py     the offline corpus (Python stdlib or the user's files) as a TFDS dataset
-  sources.py     documents of a split, builtin or any prepared TFDS dataset
+  sources.py     documents of a split, builtin, data.files or any prepared TFDS dataset
+  files.py       data.files: jsonl, parquet, array_record or text files, local or by URL
   packing.py     documents -> fixed-length token chunks
   objectives.py  chunk -> example: causal_lm, mlm, span_corruption, translation
   pipeline.py    grain: global order, host sharding, batching, prefetch, checkpointable state

@@ -150,8 +150,9 @@ class _Cfg(dict):
 
 
 # The fields that decide a split's token stream (seq_len etc. only decide how it is cut).
-_STREAM_FIELDS = ("dataset", "corpus", "corpus_exclude", "data_dir", "text_key", "target_key", "objective",
-                  "eval_fraction", "tokenizer", "sp_vocab_size")
+_STREAM_FIELDS = ("dataset", "corpus", "corpus_exclude", "data_dir", "text_key", "target_key",
+                  "objective", "eval_fraction", "tokenizer", "sp_vocab_size", "files",
+                  "eval_files", "files_text_per_line")
 
 
 def _frozen(data_cfg) -> tuple:

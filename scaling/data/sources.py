@@ -1,4 +1,5 @@
-"""Text sources: random-access sequences of documents from the builtin corpus or a TFDS name.
+"""Text sources: random-access sequences of documents from the builtin corpus, a TFDS name
+or the user's files (files.py).
 
 `open_split(data_cfg, split)` returns a `TextSource`: `len()` and `[i]` give one document as
 `str` (or, for translation, a `(source, target)` pair of `str`). Everything downstream
@@ -13,6 +14,7 @@ import os
 from typing import Iterator
 
 BUILTIN = "builtin"
+FILES = "files"  # data.files (scaling/data/files.py)
 
 
 def resolve_data_dir(data_cfg) -> str:
@@ -38,7 +40,7 @@ def _import_tfds_modules() -> None:
 
 def check_dataset_name(name: str, data_dir: str = "") -> None:
     """Raises a one-line ValueError naming `data.dataset` if TFDS does not know `name`."""
-    if name == BUILTIN:
+    if name in (BUILTIN, FILES):
         return
     import tensorflow_datasets as tfds
 
@@ -57,8 +59,9 @@ def check_dataset_name(name: str, data_dir: str = "") -> None:
     # A dataset prepared from files of its own (no registered builder) is fine too.
     if data_dir and os.path.isdir(os.path.join(os.path.expanduser(data_dir), base)):
         return
-    raise ValueError(f"data.dataset: unknown dataset {name!r}; use 'builtin' or a TFDS dataset "
-                     "name such as 'lm1b', 'tiny_shakespeare' or 'wmt14_translate/de-en'")
+    raise ValueError(f"data.dataset: unknown dataset {name!r}; use 'builtin', 'files' (with "
+                     "data.files) or a TFDS dataset name such as 'lm1b', 'tiny_shakespeare' "
+                     "or 'wmt14_translate/de-en'")
 
 
 def dataset_key(data_cfg) -> str:
@@ -67,6 +70,9 @@ def dataset_key(data_cfg) -> str:
         from scaling.data import builtin
         files = builtin.resolve_corpus(data_cfg.corpus, data_cfg.get("corpus_exclude", ""))
         return "builtin-" + builtin.corpus_key(files, data_cfg.eval_fraction)
+    if data_cfg.dataset == FILES:
+        from scaling.data import files as files_lib
+        return files_lib.dataset_key(data_cfg)
     return data_cfg.dataset.replace("/", "-")
 
 
@@ -110,14 +116,16 @@ def open_split(data_cfg, split: str) -> TextSource:
     """Returns the documents of `split` ('train' or 'validation') of `data.dataset`.
 
     The builtin corpus is prepared on first use. A named TFDS dataset must already be
-    prepared in `data.data_dir`; a 'validation' split falls back to 'test' when the
-    dataset has none (lm1b).
+    prepared in `data.data_dir` (or `data.download`); a 'validation' split falls back to
+    'test' when the dataset has none (lm1b). 'files' reads `data.files` (files.py).
     """
     target_key = data_cfg.target_key if data_cfg.objective == "translation" else ""
     if data_cfg.dataset == BUILTIN:
         records = _builtin_sources(data_cfg.corpus, float(data_cfg.eval_fraction),
                                    data_cfg.data_dir, data_cfg.get("corpus_exclude", ""))[split]
         return TextSource(records, "text")
+    if data_cfg.dataset == FILES:
+        return _file_documents(_files_fields(data_cfg), split)
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
 
     try:
@@ -127,6 +135,19 @@ def open_split(data_cfg, split: str) -> TextSource:
             raise
         records = _named_source(data_cfg, "test")
     return TextSource(records, data_cfg.text_key, target_key)
+
+
+_FILES_FIELDS = ("files", "eval_files", "eval_fraction", "text_key", "files_text_per_line")
+
+
+def _files_fields(data_cfg) -> tuple:
+    return tuple((k, data_cfg.get(k, "")) for k in _FILES_FIELDS)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_documents(fields: tuple, split: str):
+    from scaling.data import files as files_lib
+    return files_lib.FileDocuments(dict(fields), split)
 
 
 def _named_source(data_cfg, split: str):
@@ -186,6 +207,11 @@ def check_prepared(data_cfg) -> None:
     Opens the train split's files (no data is read), so it costs about a second.
     """
     if data_cfg.dataset == BUILTIN:
+        return
+    if data_cfg.dataset == FILES:
+        from scaling.data import files as files_lib
+        files_lib.split_files(data_cfg, "train")  # the globs match files (nothing is read)
+        files_lib.split_files(data_cfg, "validation")
         return
     absl_logger = logging.getLogger("absl")  # TFDS warns about the missing files first
     level = absl_logger.level
