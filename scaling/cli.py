@@ -20,6 +20,7 @@ COMMANDS = {
     "plan": "parameters, FLOPs, time and memory of a config on a cluster",
     "import-hf": "a Hugging Face model directory -> a run directory (checkpoint at step 0)",
     "export-hf": "a run's checkpoint -> a Hugging Face model directory",
+    "prepare-data": "tokenize and pack a dataset once into shards (data.dataset=prepared:DIR)",
 }
 
 

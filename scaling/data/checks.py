@@ -63,6 +63,9 @@ def validate_data_config(config) -> None:
         registry.get(d.dataset)
         if d.dataset.startswith("glue/"):
             sources.check_dataset_name(d.dataset, d.data_dir)
+    elif d.dataset.startswith(sources.PREPARED):
+        from scaling.data import prepared
+        prepared.check_meta(d, make_tokenizer(d))  # tokenizer, seq_len, objective agree
     elif d.dataset == sources.BUILTIN:
         from scaling.data import builtin
         # raises the data.corpus error when empty

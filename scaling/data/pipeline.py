@@ -177,7 +177,11 @@ def chunk_length(data_cfg, tokenizer) -> tuple[int, int]:
 
 
 def make_chunks(data_cfg, split: str, tokenizer):
-    """The random-access chunk source for `split` (see packing.py)."""
+    """The random-access chunk source for `split` (see packing.py, prepared.py)."""
+    if data_cfg.dataset.startswith(sources.PREPARED):
+        from scaling.data import prepared
+        return prepared.PreparedChunks(prepared.prepared_dir(data_cfg), split,
+                                       prepared.check_meta(data_cfg, tokenizer))
     docs = sources.open_split(data_cfg, split)
     if data_cfg.objective == "translation":
         return packing.PairChunks(docs, tokenizer)

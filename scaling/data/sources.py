@@ -15,6 +15,7 @@ from typing import Iterator
 
 BUILTIN = "builtin"
 FILES = "files"  # data.files (scaling/data/files.py)
+PREPARED = "prepared:"  # prepared:DIR, written by `scaling prepare-data` (prepared.py)
 
 
 def resolve_data_dir(data_cfg) -> str:
@@ -40,7 +41,7 @@ def _import_tfds_modules() -> None:
 
 def check_dataset_name(name: str, data_dir: str = "") -> None:
     """Raises a one-line ValueError naming `data.dataset` if TFDS does not know `name`."""
-    if name in (BUILTIN, FILES):
+    if name in (BUILTIN, FILES) or name.startswith(PREPARED):
         return
     import tensorflow_datasets as tfds
 
@@ -73,6 +74,9 @@ def dataset_key(data_cfg) -> str:
     if data_cfg.dataset == FILES:
         from scaling.data import files as files_lib
         return files_lib.dataset_key(data_cfg)
+    if data_cfg.dataset.startswith(PREPARED):  # the key of the dataset it was prepared from
+        from scaling.data import prepared
+        return prepared.read_meta(prepared.prepared_dir(data_cfg))["dataset_key"]
     return data_cfg.dataset.replace("/", "-")
 
 
@@ -126,6 +130,9 @@ def open_split(data_cfg, split: str) -> TextSource:
         return TextSource(records, "text")
     if data_cfg.dataset == FILES:
         return _file_documents(_files_fields(data_cfg), split)
+    if data_cfg.dataset.startswith(PREPARED):
+        raise ValueError(f"data.dataset: {data_cfg.dataset!r} holds token ids, not text; "
+                         "name the dataset it was prepared from to read documents")
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
 
     try:
