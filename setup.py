@@ -20,6 +20,7 @@ setup(
         "numpy>=2.0,<3",
         "tensorboardX>=2.6,<2.7",
         "tqdm>=4.66,<5",
+        "pyarrow>=26,<27",            # data.files: parquet
         "matplotlib>=3.8,<4",
         "scipy>=1.13,<2",
         "sentencepiece>=0.2.0,<0.3",  # optional tokenizer (data.tokenizer=sentencepiece)

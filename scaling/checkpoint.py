@@ -317,7 +317,7 @@ def _optimizer_fields_changed(saved_config: dict, config) -> str:
 
 # Fields whose change on resume makes the data order differ from an uninterrupted run.
 _DATA_ORDER_FIELDS = ("train.batch_size", "train.seed", "data.seq_len", "data.dataset",
-                      "data.corpus", "data.shuffle")
+                      "data.corpus", "data.files", "data.eval_files", "data.shuffle")
 
 
 def _report_config_changes(saved_config: dict, config: dict) -> None:

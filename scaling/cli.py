@@ -21,6 +21,7 @@ COMMANDS = {
     "import-hf": "a Hugging Face model directory -> a run directory (checkpoint at step 0)",
     "export-hf": "a run's checkpoint -> a Hugging Face model directory",
     "probe-peak": "measure this CPU's matmul peak (MFU's denominator on CPU) and cache it",
+    "prepare-data": "tokenize and pack a dataset once into shards (data.dataset=prepared:DIR)",
 }
 
 

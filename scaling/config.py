@@ -26,9 +26,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = model_config()
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "builtin"          # builtin (local text corpus) or any TFDS name
+    c.data.dataset = "builtin"          # builtin (local text corpus), files (data.files),
+                                        #   prepared:DIR (`scaling prepare-data`) or a TFDS name
     c.data.corpus = ""                  # builtin: dir or glob of text files ("" = Python stdlib)
+    c.data.files = ""                   # dataset=files: comma-separated globs (local or URL) of
+                                        #   jsonl/parquet (field text_key), array_record or
+                                        #   text files (see scaling/data/files.py)
+    c.data.eval_files = ""              # dataset=files: the validation files ("" = hold out
+                                        #   eval_fraction of the documents by a hash of text)
+    c.data.files_text_per_line = False  # dataset=files: each line of a text file is a document
     c.data.data_dir = ""                # TFDS data dir ("" = TFDS default, ~/tensorflow_datasets)
+    c.data.download = False             # TFDS name not prepared in data_dir: download and
+                                        #   prepare it as array_record (else: an error naming
+                                        #   the `tfds build` command)
     c.data.text_key = "text"            # TFDS feature holding text (or source for translation)
     c.data.target_key = ""              # translation datasets: target language key
     c.data.tokenizer = "byte"           # byte | sentencepiece
@@ -44,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.mean_span_length = 3.0
     c.data.perm_k = 6.0                 # permutation_lm (XLNet): predict the last 1/K of each
                                         #   factorization order (K >= 1; 1 = every position)
-    c.data.eval_fraction = 0.02         # builtin: fraction of documents held out
+    c.data.eval_fraction = 0.02         # builtin, files: fraction of documents held out
     c.data.corpus_exclude = ""          # builtin: comma-separated globs of files the corpus
                                         #   leaves out (e.g. a task's held-out files)
     c.data.shuffle = True

@@ -5,7 +5,9 @@
                  BPE, BERT WordPiece; their own special ids
   token_bytes.py bytes of text per token id, for losses in bits per byte
   builtin.py     the offline corpus (Python stdlib or the user's files) as a TFDS dataset
-  sources.py     documents of a split, builtin or any prepared TFDS dataset
+  sources.py     documents of a split, builtin, data.files or any prepared TFDS dataset
+  files.py       data.files: jsonl, parquet, array_record or text files, local or by URL
+  prepared.py    `scaling prepare-data` shards (tokenized, packed) and data.dataset=prepared:DIR
   packing.py     documents -> fixed-length token chunks
   objectives.py  chunk -> example: causal_lm, mlm, span_corruption, translation
   pipeline.py    grain: global order, host sharding, batching, prefetch, checkpointable state

@@ -27,7 +27,9 @@ def validate_data_config(config) -> None:
                          f"got {d.seq_len}")
     if d.target_len < 0:
         raise ValueError(f"data.target_len: must be >= 0 (0 = seq_len), got {d.target_len}")
-    if d.dataset == sources.BUILTIN and not 0.0 < d.eval_fraction < 1.0:
+    held_out = d.dataset == sources.BUILTIN or (d.dataset == sources.FILES
+                                                and not d.get("eval_files", ""))
+    if held_out and not 0.0 < d.eval_fraction < 1.0:
         raise ValueError(f"data.eval_fraction: the held-out fraction of documents must be in "
                          f"(0, 1), got {d.eval_fraction}")
     if not 0.0 <= d.mask_rate <= 1.0:
@@ -39,9 +41,12 @@ def validate_data_config(config) -> None:
                          f"got {d.perm_k!r}")
     if d.objective == "translation" and not d.target_key:
         raise ValueError("data.target_key: translation needs the target language key, e.g. 'en'")
-    if d.objective == "translation" and d.dataset == sources.BUILTIN:
+    if d.objective == "translation" and d.dataset in (sources.BUILTIN, sources.FILES):
         raise ValueError("data.dataset: translation needs a TFDS translation dataset, "
-                         "e.g. 'wmt14_translate/de-en', not 'builtin'")
+                         f"e.g. 'wmt14_translate/de-en', not {d.dataset!r}")
+    if d.dataset == sources.FILES and not d.get("files", ""):
+        raise ValueError("data.files: dataset='files' needs comma-separated globs of "
+                         "jsonl, parquet, array_record or text files")
     if config.train.batch_size <= 0:
         raise ValueError(f"train.batch_size: must be a positive number of sequences, got "
                          f"{config.train.batch_size}")
@@ -53,6 +58,9 @@ def validate_data_config(config) -> None:
         registry.get(d.dataset)
         if d.dataset.startswith("glue/"):
             sources.check_dataset_name(d.dataset, d.data_dir)
+    elif d.dataset.startswith(sources.PREPARED):
+        from scaling.data import prepared
+        prepared.check_meta(d, make_tokenizer(d))  # tokenizer, seq_len, objective agree
     elif d.dataset == sources.BUILTIN:
         from scaling.data import builtin
         # raises the data.corpus error when empty

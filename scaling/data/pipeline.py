@@ -150,8 +150,9 @@ class _Cfg(dict):
 
 
 # The fields that decide a split's token stream (seq_len etc. only decide how it is cut).
-_STREAM_FIELDS = ("dataset", "corpus", "corpus_exclude", "data_dir", "text_key", "target_key", "objective",
-                  "eval_fraction", "tokenizer", "sp_vocab_size")
+_STREAM_FIELDS = ("dataset", "corpus", "corpus_exclude", "data_dir", "text_key", "target_key",
+                  "objective", "eval_fraction", "tokenizer", "sp_vocab_size", "files",
+                  "eval_files", "files_text_per_line")
 
 
 def _frozen(data_cfg) -> tuple:
@@ -176,7 +177,11 @@ def chunk_length(data_cfg, tokenizer) -> tuple[int, int]:
 
 
 def make_chunks(data_cfg, split: str, tokenizer):
-    """The random-access chunk source for `split` (see packing.py)."""
+    """The random-access chunk source for `split` (see packing.py, prepared.py)."""
+    if data_cfg.dataset.startswith(sources.PREPARED):
+        from scaling.data import prepared
+        return prepared.PreparedChunks(prepared.prepared_dir(data_cfg), split,
+                                       prepared.check_meta(data_cfg, tokenizer))
     docs = sources.open_split(data_cfg, split)
     if data_cfg.objective == "translation":
         return packing.PairChunks(docs, tokenizer)

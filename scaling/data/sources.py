@@ -1,4 +1,5 @@
-"""Text sources: random-access sequences of documents from the builtin corpus or a TFDS name.
+"""Text sources: random-access sequences of documents from the builtin corpus, a TFDS name
+or the user's files (files.py).
 
 `open_split(data_cfg, split)` returns a `TextSource`: `len()` and `[i]` give one document as
 `str` (or, for translation, a `(source, target)` pair of `str`). Everything downstream
@@ -13,6 +14,8 @@ import os
 from typing import Iterator
 
 BUILTIN = "builtin"
+FILES = "files"  # data.files (scaling/data/files.py)
+PREPARED = "prepared:"  # prepared:DIR, written by `scaling prepare-data` (prepared.py)
 
 
 def resolve_data_dir(data_cfg) -> str:
@@ -38,7 +41,7 @@ def _import_tfds_modules() -> None:
 
 def check_dataset_name(name: str, data_dir: str = "") -> None:
     """Raises a one-line ValueError naming `data.dataset` if TFDS does not know `name`."""
-    if name == BUILTIN:
+    if name in (BUILTIN, FILES) or name.startswith(PREPARED):
         return
     import tensorflow_datasets as tfds
 
@@ -57,8 +60,9 @@ def check_dataset_name(name: str, data_dir: str = "") -> None:
     # A dataset prepared from files of its own (no registered builder) is fine too.
     if data_dir and os.path.isdir(os.path.join(os.path.expanduser(data_dir), base)):
         return
-    raise ValueError(f"data.dataset: unknown dataset {name!r}; use 'builtin' or a TFDS dataset "
-                     "name such as 'lm1b', 'tiny_shakespeare' or 'wmt14_translate/de-en'")
+    raise ValueError(f"data.dataset: unknown dataset {name!r}; use 'builtin', 'files' (with "
+                     "data.files) or a TFDS dataset name such as 'lm1b', 'tiny_shakespeare' "
+                     "or 'wmt14_translate/de-en'")
 
 
 def dataset_key(data_cfg) -> str:
@@ -67,6 +71,12 @@ def dataset_key(data_cfg) -> str:
         from scaling.data import builtin
         files = builtin.resolve_corpus(data_cfg.corpus, data_cfg.get("corpus_exclude", ""))
         return "builtin-" + builtin.corpus_key(files, data_cfg.eval_fraction)
+    if data_cfg.dataset == FILES:
+        from scaling.data import files as files_lib
+        return files_lib.dataset_key(data_cfg)
+    if data_cfg.dataset.startswith(PREPARED):  # the key of the dataset it was prepared from
+        from scaling.data import prepared
+        return prepared.read_meta(prepared.prepared_dir(data_cfg))["dataset_key"]
     return data_cfg.dataset.replace("/", "-")
 
 
@@ -110,14 +120,19 @@ def open_split(data_cfg, split: str) -> TextSource:
     """Returns the documents of `split` ('train' or 'validation') of `data.dataset`.
 
     The builtin corpus is prepared on first use. A named TFDS dataset must already be
-    prepared in `data.data_dir`; a 'validation' split falls back to 'test' when the
-    dataset has none (lm1b).
+    prepared in `data.data_dir` (or `data.download`); a 'validation' split falls back to
+    'test' when the dataset has none (lm1b). 'files' reads `data.files` (files.py).
     """
     target_key = data_cfg.target_key if data_cfg.objective == "translation" else ""
     if data_cfg.dataset == BUILTIN:
         records = _builtin_sources(data_cfg.corpus, float(data_cfg.eval_fraction),
                                    data_cfg.data_dir, data_cfg.get("corpus_exclude", ""))[split]
         return TextSource(records, "text")
+    if data_cfg.dataset == FILES:
+        return _file_documents(_files_fields(data_cfg), split)
+    if data_cfg.dataset.startswith(PREPARED):
+        raise ValueError(f"data.dataset: {data_cfg.dataset!r} holds token ids, not text; "
+                         "name the dataset it was prepared from to read documents")
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)
 
     try:
@@ -129,29 +144,68 @@ def open_split(data_cfg, split: str) -> TextSource:
     return TextSource(records, data_cfg.text_key, target_key)
 
 
+_FILES_FIELDS = ("files", "eval_files", "eval_fraction", "text_key", "files_text_per_line")
+
+
+def _files_fields(data_cfg) -> tuple:
+    return tuple((k, data_cfg.get(k, "")) for k in _FILES_FIELDS)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_documents(fields: tuple, split: str):
+    from scaling.data import files as files_lib
+    return files_lib.FileDocuments(dict(fields), split)
+
+
 def _named_source(data_cfg, split: str):
-    """`tfds.data_source` without downloading; a clear error when it is not prepared."""
+    """`tfds.data_source` of a prepared dataset; with `data.download`, prepares it first.
+
+    Raises the one-line "not prepared" ValueError when it is not prepared and
+    `data.download` is off.
+    """
     import tensorflow_datasets as tfds
 
     check_dataset_name(data_cfg.dataset, data_cfg.data_dir)  # registers module-style builders
+    try:
+        return _tfds_data_source(data_cfg, split)
+    except _NotPrepared as e:
+        if not data_cfg.get("download", False):
+            raise _not_prepared(data_cfg, e.__cause__ or e) from e
+    # data.download: fetch and convert once (TFDS skips a dataset already prepared).
+    builder = tfds.builder(data_cfg.dataset, data_dir=data_cfg.data_dir or None,
+                           file_format="array_record")
+    builder.download_and_prepare(file_format="array_record")
+    try:
+        return _tfds_data_source(data_cfg, split)
+    except _NotPrepared as e:
+        raise _not_prepared(data_cfg, e.__cause__ or e) from e
+
+
+class _NotPrepared(Exception):
+    """TFDS found no array_record files of the dataset in the data dir."""
+
+
+def _tfds_data_source(data_cfg, split: str):
+    import tensorflow_datasets as tfds
     try:
         return tfds.data_source(data_cfg.dataset, split=split, download=False,
                                 data_dir=data_cfg.data_dir or None)
     except KeyError as e:
         if "not been generated" not in str(e):  # e.g. a split the dataset does not have
             raise
-        raise _not_prepared(data_cfg, e) from e
+        raise _NotPrepared() from e
     except (NotImplementedError, AssertionError, FileNotFoundError) as e:
-        raise _not_prepared(data_cfg, e) from e
+        raise _NotPrepared() from e
 
 
-def _not_prepared(data_cfg, error: Exception) -> ValueError:
+def _not_prepared(data_cfg, error: BaseException) -> ValueError:
     where = data_cfg.data_dir or "the TFDS default data dir"
+    data_dir = data_cfg.data_dir or "DIR"
     return ValueError(
         f"data.dataset: {data_cfg.dataset!r} is not prepared as array_record in {where}; "
-        f"prepare it on a machine with internet (`tfds build {data_cfg.dataset} "
-        f"--file_format=array_record --data_dir DIR`), then set data.data_dir=DIR, or use "
-        f"dataset='builtin' ({type(error).__name__})")
+        f"run `tfds build {data_cfg.dataset} --file_format=array_record "
+        f"--data_dir={data_dir}` (needs internet), or set data.download=True to prepare it "
+        f"now, or use dataset='builtin' ({type(error).__name__})")
 
 
 def check_prepared(data_cfg) -> None:
@@ -160,6 +214,11 @@ def check_prepared(data_cfg) -> None:
     Opens the train split's files (no data is read), so it costs about a second.
     """
     if data_cfg.dataset == BUILTIN:
+        return
+    if data_cfg.dataset == FILES:
+        from scaling.data import files as files_lib
+        files_lib.split_files(data_cfg, "train")  # the globs match files (nothing is read)
+        files_lib.split_files(data_cfg, "validation")
         return
     absl_logger = logging.getLogger("absl")  # TFDS warns about the missing files first
     level = absl_logger.level

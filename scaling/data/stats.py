@@ -7,6 +7,7 @@ from scaling.data import packing, sources
 from scaling.data.tokenizer import make_tokenizer
 
 _MAX_DOCUMENTS = 20_000  # enough for a stable estimate on large datasets
+_MAX_TOKENS = 20_000_000  # the same, for a prepared dataset (token ids, no documents)
 
 
 def token_entropy(ids: np.ndarray) -> float:
@@ -21,13 +22,18 @@ def unigram_entropy(config, split: str = "validation") -> float:
 
     The loss of a model that ignores context; a trained model should be well below it.
     For translation it is the entropy of the target side (the side the loss is on).
-    Datasets with more than 20,000 documents are estimated from the first 20,000.
+    Datasets with more than 20,000 documents are estimated from the first 20,000 (prepared
+    ones from their first rows).
 
     Args:
       config: the full run config (reads `config.data`).
       split: 'train' or 'validation'.
     """
     data_cfg = config.data
+    if data_cfg.dataset.startswith(sources.PREPARED):
+        from scaling.data import prepared
+        stream = prepared.token_stream(prepared.prepared_dir(data_cfg), split, _MAX_TOKENS)
+        return token_entropy(stream)
     tokenizer = make_tokenizer(data_cfg)
     docs = sources.open_split(data_cfg, split)
     if data_cfg.objective == "translation":
