@@ -36,15 +36,18 @@ from scaling.tasks import data as task_data, evaluate as task_eval
 from scaling.train_step import bits_per_byte, loss_name, make_eval_step, param_norm
 
 
-def validate(config) -> ModelSpec:
+def validate(config, data_checks: bool = True) -> ModelSpec:
     """Every cheap check of the config, as one-line ValueErrors naming the field.
 
     Runs before any array is created or anything compiled, so bad input fails in seconds.
+    data_checks=False skips the data section's checks (tokenizer files, datasets, task
+    labels): `scaling compile` sizes a step where the data need not be present.
     """
     spec = model_spec(config)
-    tasks.validate(config)  # fine-tuning: the task, its head and the model family
-    data_lib.validate_data_config(config)
-    data_lib.check_vocab_fits(config, spec.vocab_size)
+    if data_checks:
+        tasks.validate(config)  # fine-tuning: the task, its head and the model family
+        data_lib.validate_data_config(config)
+        data_lib.check_vocab_fits(config, spec.vocab_size)
     validate_optim_config(config.optim, config.train.steps)
     d, t = config.data, config.train
     if d.objective != "task" and d.objective not in FAMILY_OBJECTIVES[spec.family]:
