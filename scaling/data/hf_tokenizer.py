@@ -49,11 +49,21 @@ def tokenizer_dir(name: str) -> str | None:
     return os.path.dirname(path) if path.endswith(".json") else path
 
 
+# Where each kind's published files are on the Hugging Face Hub (for the error message).
+HUB_FILES = {"gpt2_bpe": "openai-community/gpt2 vocab.json merges.txt",
+             "roberta_bpe": "FacebookAI/roberta-base vocab.json merges.txt",
+             "wordpiece": "google-bert/bert-base-uncased vocab.txt",
+             "wordpiece_cased": "google-bert/bert-base-cased vocab.txt"}
+
+
 def _need(path: str, what: str, name: str) -> str:
     if not os.path.isfile(path):
-        raise ValueError(f"data.tokenizer: {name!r} needs {what}, but {path!r} does not exist "
-                         "(download the tokenizer's files, or set SCALING_TOKENIZERS to "
-                         "where they are)")
+        kind = name.partition(":")[0]
+        fetch = (f"`hf download {HUB_FILES[kind]} --local-dir {os.path.dirname(path)}`, "
+                 if kind in HUB_FILES else "")
+        raise ValueError(f"data.tokenizer: {name!r} needs {what}, but {path!r} does not exist; "
+                         f"download it ({fetch}pip install -e \".[hf]\"), or set "
+                         "SCALING_TOKENIZERS to the directory that holds the tokenizers")
     return path
 
 
