@@ -1,7 +1,7 @@
 """data.dataset='files': documents read from the user's files, local or at any epath URL.
 
 `data.files` is a comma-separated list of globs (`~/corpus/*.jsonl`, `gs://bucket/c4/*.parquet`;
-a directory means every file below it). The format follows the file name:
+a local directory means every file below it, a remote one the files in it). The format follows the file name:
 
   *.jsonl, *.json (optionally .gz)   one JSON object per line; the text is field data.text_key
   *.parquet                          column data.text_key
@@ -30,7 +30,6 @@ from collections import OrderedDict
 import numpy as np
 from etils import epath
 
-FILES = "files"
 _GLOB_CHARS = "*?["
 
 
@@ -41,6 +40,7 @@ def expand(patterns: str, field: str = "data.files") -> list[str]:
       ValueError naming `field` when a pattern matches no file.
     """
     found: list[str] = []
+    seen: set[str] = set()
     for pattern in (p.strip() for p in patterns.split(",")):
         if not pattern:
             continue
@@ -48,7 +48,7 @@ def expand(patterns: str, field: str = "data.files") -> list[str]:
         if not matches:
             raise ValueError(f"{field}: no files match {pattern!r}; give comma-separated globs "
                              "of jsonl, parquet, array_record or text files")
-        found.extend(m for m in matches if m not in found)
+        found.extend(m for m in matches if not (m in seen or seen.add(m)))
     if not found:
         raise ValueError(f"{field}: empty; give comma-separated globs of jsonl, parquet, "
                          "array_record or text files")
@@ -58,13 +58,16 @@ def expand(patterns: str, field: str = "data.files") -> list[str]:
 def _glob(pattern: str) -> list:
     if "://" not in pattern:  # local: the standard glob, `**` included
         pattern = os.path.expanduser(pattern)
-        if os.path.isdir(pattern):
-            return [os.path.join(d, f) for d, _, names in os.walk(pattern)
-                    for f in names if not f.startswith(".")]
+        if os.path.isdir(pattern):  # every file below it, hidden ones left out
+            found = []
+            for d, dirnames, names in os.walk(pattern):
+                dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+                found.extend(os.path.join(d, f) for f in names if not f.startswith("."))
+            return found
         return [f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f)]
     parts = pattern.split("/")
     first = next((i for i, p in enumerate(parts) if any(c in p for c in _GLOB_CHARS)), None)
-    if first is None:  # no wildcard: one file, or a directory's files
+    if first is None:  # no wildcard: one file, or the files directly in a directory
         path = epath.Path(pattern)
         if path.is_dir():
             return [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
@@ -98,7 +101,9 @@ def read_documents(path: str, text_key: str = "text", text_per_line: bool = Fals
     elif fmt == "parquet":
         import pyarrow.parquet as pq
         with epath.Path(path).open("rb") as f:
-            table = pq.read_table(f)
+            parquet = pq.ParquetFile(f)
+            columns = [text_key] if text_key in parquet.schema_arrow.names else None
+            table = parquet.read(columns=columns)  # all columns only for the error message
         docs = [v for v in _parquet_texts(table, text_key, path) if v is not None]
     else:
         raw = epath.Path(path).read_bytes()
@@ -128,7 +133,8 @@ def _decode(value) -> str:
 def _json_text(line: bytes, text_key: str, path: str, number: int) -> str:
     record = json.loads(line)
     try:
-        return _decode(record[text_key])
+        value = record[text_key]
+        return "" if value is None else _decode(value)  # null: no document
     except (KeyError, TypeError):
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise ValueError(f"data.text_key: field {text_key!r} not in line {number} of {path}; "
