@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling.config_loading import load
-from scaling.hardware import device_peak_flops, measure_cpu_matmul_peak
+from scaling.hardware import device_peak_flops, probe_cpu_peak
 from scaling import runtime
 from scaling import sharding
 from scaling.batch_spec import batch_spec
@@ -124,8 +124,12 @@ def main(argv=None) -> int:
                         help="gradient accumulation steps per update (train.micro_batches)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="model overrides, e.g. --set scan_layers=True remat=dots")
+    parser.add_argument("--peak-repeats", type=int, default=3,
+                        help="CPU: readings of the matmul probe (best = peak; spread shown)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.peak_repeats < 1:
+        parser.error(f"--peak-repeats must be >= 1, got {args.peak_repeats}")
     if not args.bench and not args.config:
         args.bench = ["cpu-small"]
 
@@ -147,8 +151,11 @@ def main(argv=None) -> int:
         config.train.micro_batches = args.micro_batches
         timing = time_train_step(config, args.steps, args.warmup)
         spec = timing["spec"]
+        spread = load = None
         if on_cpu:  # the probe right after the steps, in this process, on the same threads
-            peak, source = measure_cpu_matmul_peak(), "fp32 matmul probe, this process"
+            probe = probe_cpu_peak(args.peak_repeats)
+            peak, source = probe["flops_per_s"], "fp32 matmul probe, this process"
+            spread, load = probe["spread"], probe["load"]
         else:
             peak, source = device_peak_flops(device)
         tokens = config.train.batch_size * config.data.seq_len
@@ -161,7 +168,8 @@ def main(argv=None) -> int:
             tokens_per_s=tokens / timing["median_s"],
             tokens_per_s_min=tokens / timing["max_s"], tokens_per_s_max=tokens / timing["min_s"],
             model_gflops_per_s=rate / 1e9, peak_gflops_per_s=peak / 1e9, peak_source=source,
-            mfu=rate / peak if peak else None))
+            peak_spread=spread, peak_load=load,
+            mfu=rate / peak if peak and rate <= peak else None))  # > 1: the peak is wrong
 
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -169,15 +177,22 @@ def main(argv=None) -> int:
     print(f"device: {device.device_kind} ({jax.device_count()} visible), jax {jax.__version__}, "
           f"steps: median of {args.steps} after {args.warmup} warm-up")
     header = (f"{'bench':<12} {'dtype':<8} {'L':>3} {'D':>5} {'T':>5} {'B':>3} "
-              f"{'tokens/s (min-max)':>24} {'model GFLOP/s':>13} {'peak GFLOP/s':>12} {'MFU':>6}")
+              f"{'tokens/s (min-max)':>24} {'model GFLOP/s':>13} {'peak GFLOP/s':>12} "
+              f"{'spread':>6} {'MFU':>6}")
     print(header)
     for r in rows:
         span = f"{r['tokens_per_s']:,.0f} ({r['tokens_per_s_min']:,.0f}-{r['tokens_per_s_max']:,.0f})"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        spread = f"{100 * r['peak_spread']:.1f}%" if r["peak_spread"] is not None else "-"
         print(f"{r['bench']:<12} {r['dtype']:<8} {r['layers']:>3} {r['width']:>5} "
               f"{r['seq_len']:>5} {r['batch']:>3} {span:>24} {r['model_gflops_per_s']:>13.1f} "
-              f"{r['peak_gflops_per_s']:>12.1f} {mfu:>6}")
+              f"{r['peak_gflops_per_s']:>12.1f} {spread:>6} {mfu:>6}")
     print("model FLOPs: 6N + 12·L·T·d per token (PaLM / nanoGPT convention)")
+    if on_cpu:
+        loads = [r["peak_load"] for r in rows if r["peak_load"] is not None]
+        print(f"peak: best of {args.peak_repeats} fp32 matmul readings; spread = (best - min) / "
+              f"best" + (f"; load before the probe up to {max(loads):.2f} per core" if loads
+                         else ""))
     return 0
 
 

@@ -81,6 +81,10 @@ def _finetune(family: str, size: str, task: str):
         config.optim.update(lr=2e-5, warmup_steps=steps // 10, decay="linear",
                             end_lr_fraction=0.0, weight_decay=0.01, b2=0.999)
         config.model.dropout = 0.1
+        # The pretraining recipe's layout is not this batch's: one step per update, and no
+        # published batch for compile/plan to lay out.
+        config.train.micro_batches = 1
+        config.parallel.recipe_devices = 0
     config.experiment = f"finetune:{family}_{size}_{task.split('/')[-1]}"
     return config
 

@@ -71,3 +71,158 @@ BY_KEY = {row.key: row for row in ROWS}
 def rows_for(experiment: str) -> dict[str, Row]:
     """{variant: row} for one experiment file, e.g. rows_for('gpt2')['xl']."""
     return {row.variant: row for row in ROWS if row.experiment == experiment}
+
+
+# ---------------------------------------------------------------------------- recipes
+# Where the recipe's tokenizer files live: $SCALING_TOKENIZERS, else this directory.
+TOKENIZER_DIR_DEFAULT = "~/.cache/scaling/tokenizers"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A row's published pretraining recipe, as the config fields it sets.
+
+    The paper's numbers are kept as published (batch, length, steps, optimizer, schedule,
+    regularisation, vocabulary); the layout fields (dtype, micro_batches, remat, mesh) are
+    ours: how that batch runs on `devices` accelerators of 80 GB (parallel.recipe_devices).
+    """
+    key: str                 # the size-table row, "<experiment>:<variant>"
+    source: str              # where each number comes from
+    batch_size: int          # sequences per optimizer update (train.batch_size)
+    seq_len: int             # tokens per sequence (encoder-decoder: source tokens)
+    steps: int               # optimizer updates (train.steps)
+    lr: float                # peak learning rate (optim.lr)
+    warmup_steps: int
+    decay: str               # optim.decay after the warmup
+    end_lr_fraction: float   # final lr / peak (cosine, linear)
+    b1: float
+    b2: float
+    eps: float
+    weight_decay: float      # decoupled (AdamW); 0 = plain Adam
+    clip_norm: float         # global-norm clipping (0 = none)
+    dropout: float
+    tokenizer: str           # data.tokenizer, "{dir}" = the tokenizer directory
+    corpus: str              # what the paper trained on (not set: choose data.dataset)
+    target_len: int = 0      # encoder-decoder: target tokens per sequence
+    dtype: str = "bfloat16"  # compute dtype (the papers used fp16 mixed precision or fp32)
+    micro_batches: int = 1   # gradient accumulation steps per update on `devices` devices
+    remat: str = "none"
+    mesh: str = "data=-1"    # parallel.mesh; -1 fills the devices
+    devices: int = 8         # parallel.recipe_devices: the layout above is for this many
+    note: str = ""           # what of the paper's recipe is not modelled
+
+    @property
+    def tokens_per_batch(self) -> int:
+        """Tokens per update (encoder-decoder: per side, source or target)."""
+        return self.batch_size * self.seq_len
+
+    @property
+    def train_tokens(self) -> int:
+        return self.tokens_per_batch * self.steps
+
+
+def _vaswani(key: str, steps: int, width: int, dropout: float) -> Recipe:
+    # Vaswani et al. 2017, "Attention Is All You Need", §5.1-5.4 and Table 3: batches of
+    # about 25,000 source and 25,000 target tokens (here 192 x 128 = 24,576 each side);
+    # base 100k steps, big 300k; Adam b1 0.9, b2 0.98, eps 1e-9; lrate = d_model^-0.5 *
+    # min(step^-0.5, step * warmup^-1.5), warmup 4,000 (= optim.decay 'rsqrt' with peak
+    # d_model^-0.5 * warmup^-0.5); dropout 0.1 (big EN-DE: 0.3); shared BPE vocabulary of
+    # about 37,000 tokens (WMT 2014 English-German).
+    return Recipe(
+        key, "Vaswani et al. 2017, sections 5.1-5.4, Table 3",
+        batch_size=192, seq_len=128, target_len=128, steps=steps,
+        lr=width**-0.5 * 4000**-0.5, warmup_steps=4000, decay="rsqrt", end_lr_fraction=0.0,
+        b1=0.9, b2=0.98, eps=1e-9, weight_decay=0.0, clip_norm=0.0, dropout=dropout,
+        tokenizer="sentencepiece_model:{dir}/transformer/wmt14_ende_bpe37k.model",
+        corpus="WMT 2014 English-German, 4.5M sentence pairs (TFDS wmt14_translate/de-en)",
+        note="batches by token count and label smoothing 0.1 are not modelled")
+
+
+def _bert(key: str, micro_batches: int) -> Recipe:
+    # Devlin et al. 2019, appendix A.2: "batch size of 256 sequences (256 sequences * 512
+    # tokens = 128,000 tokens/batch) for 1,000,000 steps"; Adam lr 1e-4, b1 0.9, b2 0.999,
+    # L2 weight decay 0.01, warmup over the first 10,000 steps, linear decay; dropout 0.1.
+    # eps 1e-6 and clipping at global norm 1.0: google-research/bert optimization.py.
+    # WordPiece, 30,522 ids (the uncased models share one vocab.txt).
+    return Recipe(
+        key, "Devlin et al. 2019, appendix A.2; google-research/bert optimization.py",
+        batch_size=256, seq_len=512, steps=1_000_000, lr=1e-4, warmup_steps=10_000,
+        decay="linear", end_lr_fraction=0.0, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.01,
+        clip_norm=1.0, dropout=0.1, tokenizer="wordpiece:{dir}/bert-base-uncased/vocab.txt",
+        corpus="BooksCorpus + English Wikipedia, 3.3B words (13 GB)",
+        micro_batches=micro_batches,
+        note="the paper's 90 % of steps at length 128 then 10 % at 512 is run at 512 "
+             "throughout")
+
+
+def _roberta(key: str, lr: float, warmup: int, micro_batches: int, remat: str) -> Recipe:
+    # Liu et al. 2019, Table 9 (pretraining hyperparameters): batch 8k sequences of 512
+    # tokens, 500k steps; peak lr 6e-4 (base) / 4e-4 (large), warmup 24k / 30k, linear
+    # decay; Adam b1 0.9, b2 0.98, eps 1e-6; weight decay 0.01; dropout 0.1; no gradient
+    # clipping. Byte-level BPE of 50K units (50,265 ids in the released models).
+    return Recipe(
+        key, "Liu et al. 2019, Table 9", batch_size=8192, seq_len=512, steps=500_000, lr=lr,
+        warmup_steps=warmup, decay="linear", end_lr_fraction=0.0, b1=0.9, b2=0.98, eps=1e-6,
+        weight_decay=0.01, clip_norm=0.0, dropout=0.1, tokenizer="roberta_bpe:{dir}/roberta",
+        corpus="BooksCorpus, Wikipedia, CC-News, OpenWebText, Stories (160 GB)",
+        micro_batches=micro_batches, remat=remat)
+
+
+# GPT-2 tokens per update: 512 x 1024 (Radford et al. 2019, section 2.3).
+_GPT2_BATCH, _GPT2_LEN = 512, 1024
+
+
+def _gpt2(key: str, lr: float, micro_batches: int, remat: str = "none",
+          mesh: str = "data=-1") -> Recipe:
+    # Radford et al. 2019, section 2.3: context 1024 tokens, batch 512; the lr was "manually
+    # tuned" and is not published, nor the schedule or steps. Those come from GPT-3 (Brown
+    # et al. 2020), Table 2.1 (the lr of the nearest model size: 125M 6e-4, 350M 3e-4, 760M
+    # 2.5e-4, 1.3B 2e-4) and appendix B: Adam b1 0.9, b2 0.95, eps 1e-8; clipping at 1.0;
+    # weight decay 0.1; warmup over 375M tokens; cosine decay to 10 %; 300B tokens. No
+    # dropout (openai/gpt-2 model.py has none). Byte-level BPE, 50,257 ids.
+    tokens = _GPT2_BATCH * _GPT2_LEN
+    return Recipe(
+        key, "Radford et al. 2019, section 2.3; Brown et al. 2020, Table 2.1 and appendix B",
+        batch_size=_GPT2_BATCH, seq_len=_GPT2_LEN, steps=-(-300_000_000_000 // tokens),
+        lr=lr, warmup_steps=round(375_000_000 / tokens), decay="cosine",
+        end_lr_fraction=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, clip_norm=1.0,
+        dropout=0.0, tokenizer="gpt2_bpe:{dir}/gpt2", corpus="WebText, 40 GB (not released; "
+        "OpenWebText is the public stand-in)", micro_batches=micro_batches, remat=remat,
+        mesh=mesh, note="GPT-3 decays over 260B tokens then holds 10 %; here over all steps")
+
+
+RECIPES = {r.key: r for r in (
+    _vaswani("transformer:base", 100_000, 512, 0.1),
+    _vaswani("transformer:big", 300_000, 1024, 0.3),
+    _bert("bert:base", micro_batches=1),
+    _bert("bert:large", micro_batches=2),
+    _roberta("roberta:base", 6e-4, 24_000, micro_batches=32, remat="none"),
+    _roberta("roberta:large", 4e-4, 30_000, micro_batches=64, remat="none"),
+    _gpt2("gpt2:small", 6e-4, micro_batches=4),
+    _gpt2("gpt2:medium", 3e-4, micro_batches=8),
+    _gpt2("gpt2:large", 2.5e-4, micro_batches=8, remat="dots"),
+    _gpt2("gpt2:xl", 2e-4, micro_batches=8, remat="full", mesh="fsdp=-1"),
+    # Shoeybi et al. 2019, section 5 (GPT-2 experiments): 1024 tokens, batch 512, 300k
+    # iterations; lr 1.5e-4, warmup 3k iterations, single-cycle cosine decay over the
+    # remaining 297k stopping at 1e-5; weight decay 0.01, global-norm clipping 1.0, dropout
+    # 0.1; 8-way tensor parallelism within a node. Adam betas and eps: Megatron-LM's
+    # defaults (0.9, 0.999, 1e-8). GPT-2's BPE padded to 51,200 rows.
+    Recipe("megatron:8b3", "Shoeybi et al. 2019, section 5; NVIDIA/Megatron-LM arguments.py",
+           batch_size=512, seq_len=1024, steps=300_000, lr=1.5e-4, warmup_steps=3000,
+           decay="cosine", end_lr_fraction=1e-5 / 1.5e-4, b1=0.9, b2=0.999, eps=1e-8,
+           weight_decay=0.01, clip_norm=1.0, dropout=0.1, tokenizer="gpt2_bpe:{dir}/gpt2",
+           corpus="Wikipedia, CC-Stories, RealNews, OpenWebText (174 GB)",
+           micro_batches=64, remat="full", mesh="data=-1,tensor=8"),
+    # Yang et al. 2019, section 3.1 and appendix A.3 (Table 7): sequence length 512, batch
+    # 8192, 500k steps; lr 4e-4, warmup 40,000, linear decay; Adam eps 1e-6, weight decay
+    # 0.01; dropout 0.1; partial prediction K = 6. b1/b2 and clipping (1.0): zihangdai/xlnet
+    # model_utils.py (BERT's AdamWeightDecay). SentencePiece, 32,000 ids (cased).
+    Recipe("xlnet:large", "Yang et al. 2019, section 3.1, Table 7; zihangdai/xlnet",
+           batch_size=8192, seq_len=512, steps=500_000, lr=4e-4, warmup_steps=40_000,
+           decay="linear", end_lr_fraction=0.0, b1=0.9, b2=0.999, eps=1e-6,
+           weight_decay=0.01, clip_norm=1.0, dropout=0.1,
+           tokenizer="sentencepiece_model:{dir}/xlnet/spiece.model",
+           corpus="BooksCorpus, Wikipedia, Giga5, ClueWeb 2012-B, Common Crawl (126 GB)",
+           micro_batches=64, remat="full",
+           note="the 384-token memory of Transformer-XL is not modelled"),
+)}

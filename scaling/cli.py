@@ -20,13 +20,15 @@ COMMANDS = {
     "plan": "parameters, FLOPs, time and memory of a config on a cluster",
     "import-hf": "a Hugging Face model directory -> a run directory (checkpoint at step 0)",
     "export-hf": "a run's checkpoint -> a Hugging Face model directory",
+    "probe-peak": "measure this CPU's matmul peak (MFU's denominator on CPU) and cache it",
     "prepare-data": "tokenize and pack a dataset once into shards (data.dataset=prepared:DIR)",
 }
 
 
 def _usage() -> str:
     lines = ["usage: scaling COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<9} {help_}" for name, help_ in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_}" for name, help_ in COMMANDS.items()]
     lines += ["", "`scaling COMMAND --help` for a command's options."]
     return "\n".join(lines)
 

@@ -84,7 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 10
-    c.optim.decay = "cosine"            # cosine | linear | constant
+    c.optim.decay = "cosine"            # cosine | linear | constant | rsqrt (Vaswani et al.:
+                                        #   lr * min(step/warmup, sqrt(warmup/step)))
     c.optim.end_lr_fraction = 0.1
     c.optim.weight_decay = 0.1
     c.optim.b1 = 0.9
@@ -98,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.parallel.engine = "jit"           # jit (NamedSharding over a mesh) | pmap
     c.parallel.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     c.parallel.num_devices = 0          # use only the first N devices (0 = all; one process, jit)
+    c.parallel.recipe_devices = 0       # the train.batch_size / micro_batches / mesh were laid
+                                        #   out for this many devices (a published recipe, set
+                                        #   by experiments/*.py); compile and plan keep the
+                                        #   per-device micro-batch on other counts (0 = none)
     c.parallel.rules = "default"        # rules table name [+ overrides "vocab=none,embed=fsdp"]
     # Multi-process runs (scaling.distributed): SLURM and Cloud TPU pods are detected; else
     # give all three here or as SCALING_COORDINATOR / SCALING_NUM_PROCESSES /
@@ -133,6 +138,8 @@ def base_config() -> ml_collections.ConfigDict:
                                         #   labelled train split (0 = all)
 
     c.metrics = ml_collections.ConfigDict()
-    c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU once
+    c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU (cached)
+    c.metrics.cpu_peak_max_age_days = 7.0  # CPU: measure the cached probe again when older
+    c.metrics.cpu_peak_repeats = 5      # CPU: readings per probe (best = peak; spread shown)
     c.metrics.tensorboard = True
     return c

@@ -3,9 +3,12 @@
 MFU divides the model FLOPs a run achieves by the hardware's peak. For accelerators the peak
 is the vendor's *dense* bf16 figure (datasheets often headline the 2:4-sparse number, which
 is twice as large; the table below halves those). For CPUs there is no honest datasheet
-number for what XLA can reach, so `device_peak_flops` measures it once: a jitted fp32 matmul
-timed on all of this process's threads, cached per machine in
-`$SCALING_CACHE_DIR/cpu_peak.json` (default `~/.cache/scaling/`).
+number for what XLA can reach, so `device_peak_flops` measures it: a jitted fp32 matmul
+timed on all of this process's threads, several times (the best reading is the peak; the
+spread and the system load say how far to trust it), cached per host in
+`$SCALING_CACHE_DIR/cpu_peak.json` (default `~/.cache/scaling/`) and measured again when the
+entry is older than `metrics.cpu_peak_max_age_days` or a run achieved more than it (MFU > 1).
+`scaling probe-peak` measures it by hand.
 
 HBM sizes: the datasheets' "GB" for HBM capacities are binary (80 GB = 5 stacks x 16 GiB), so
 they are stored as GiB x 2**30. The runtime reserves part of it; `memory_stats()['bytes_limit']`
@@ -14,12 +17,16 @@ on the device is what a program can really allocate.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import platform
+import socket
+import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 GiB = 2**30
 
@@ -146,39 +153,96 @@ def _cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_cache_key() -> str:
-    """What makes a cached CPU peak reusable: CPU model, usable cores, jax version."""
+def machine_identity() -> dict:
+    """Which machine a CPU peak belongs to: hostname, CPU model, usable cores, jax version."""
     import jax
-    return f"{_cpu_model()} | {_cpu_threads()} threads | jax {jax.__version__}"
+    return {"hostname": socket.gethostname(), "cpu": _cpu_model(), "cores": _cpu_threads(),
+            "jax": jax.__version__}
 
 
-def cached_cpu_matmul_peak(refresh: bool = False) -> tuple[float, str]:
-    """The CPU matmul peak for this machine, measured once and then read from the cache.
+def cpu_cache_key() -> str:
+    """What makes a cached CPU peak reusable: host, CPU model, usable cores, jax version.
+
+    The hostname is part of it because machines with the same CPU model differ (memory
+    channels, turbo, neighbours), and a shared cache directory must not mix them.
+    """
+    m = machine_identity()
+    return f"{m['hostname']} | {m['cpu']} | {m['cores']} threads | jax {m['jax']}"
+
+
+def system_load() -> float | None:
+    """The 1-minute load average per usable core (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0] / _cpu_threads()
+    except (AttributeError, OSError):
+        return None
+
+
+# Load per core above which a probe is suspect: other processes took cores from the matmul,
+# so the peak reads low and MFU high.
+BUSY_LOAD = 0.5
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _format_date(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_date(text) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
+def probe_spread(readings: list[float]) -> float:
+    """(best - worst) / best of repeated peak readings: 0 on a quiet machine."""
+    best = max(readings)
+    return (best - min(readings)) / best if best > 0 else 0.0
+
+
+def probe_cpu_peak(repeats: int = 5, n: int = 2048, measure: Callable[[], float] | None = None,
+                   now: datetime.datetime | None = None) -> dict:
+    """Measure the CPU matmul peak `repeats` times and describe the measurement.
+
+    The best reading is the peak (contention only ever makes a reading low); the spread
+    between the best and the worst reading, and the system load taken just before, say how
+    far to trust it.
 
     Args:
-        refresh: measure again even if cached; the cache keeps the larger of the old and new
-            figures, since contention only ever makes the probe read low.
+        repeats: independent readings (each itself the best of 3 timed matmuls).
+        n: matrix size of the default measure.
+        measure: returns one reading in FLOP/s; default `measure_cpu_matmul_peak(n, 3)`.
+        now: the date to record (tests pass a fixed one); default the current UTC time.
 
     Returns:
-        (FLOP/s of the whole process, a description naming the cache file).
+        {"flops_per_s": best, "median", "min", "spread", "repeats", "load" (per core, before
+        the probe; None if unknown), "machine" (machine_identity()), "measured_at" (ISO UTC)}.
     """
-    path, key = _cache_path(), cpu_cache_key()
-    cache: dict = {}
+    if repeats < 1:
+        raise ValueError(f"metrics.cpu_peak_repeats: must be >= 1, got {repeats}")
+    measure = measure or (lambda: measure_cpu_matmul_peak(n, trials=3))
+    load = system_load()
+    readings = [float(measure()) for _ in range(repeats)]
+    return {"flops_per_s": max(readings), "median": statistics.median(readings),
+            "min": min(readings), "spread": probe_spread(readings), "repeats": repeats,
+            "load": load, "matrix": n, "machine": machine_identity(),
+            "measured_at": _format_date(now or _utc_now())}
+
+
+def _read_cache(path: Path) -> dict:
     try:
         cache = json.loads(path.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
     except (OSError, ValueError):
-        cache = {}
-    entry = cache.get(key)
-    previous = 0.0
-    if isinstance(entry, dict) and isinstance(entry.get("flops_per_s"), (int, float)):
-        previous = float(entry["flops_per_s"])
-    if previous > 0 and not refresh:
-        return previous, (f"CPU fp32 matmul probe, {previous / 1e9:.0f} GFLOP/s ({key}; "
-                          f"cached in {path})")
-    flops = max(previous, measure_cpu_matmul_peak())
-    cache[key] = {"flops_per_s": flops, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_cache(path: Path, cache: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -186,18 +250,98 @@ def cached_cpu_matmul_peak(refresh: bool = False) -> tuple[float, str]:
         os.replace(tmp, path)          # atomic: concurrent processes never read half a file
     except OSError as e:
         warnings.warn(f"could not cache the CPU peak in {path}: {e}")
-    return flops, f"CPU fp32 matmul probe, {flops / 1e9:.0f} GFLOP/s ({key}; measured now)"
+
+
+def save_cpu_peak(probe: dict) -> Path:
+    """Store a `probe_cpu_peak()` result as this machine's cached peak; returns the file."""
+    path = _cache_path()
+    cache = _read_cache(path)
+    cache[cpu_cache_key()] = probe
+    _write_cache(path, cache)
+    return path
+
+
+def expire_cpu_peak(reason: str) -> bool:
+    """Mark this machine's cached CPU peak as wrong, so the next run measures it again.
+
+    Called when a run achieved more than the peak (MFU > 1). Returns whether an entry was
+    marked.
+    """
+    path, key = _cache_path(), cpu_cache_key()
+    cache = _read_cache(path)
+    entry = cache.get(key)
+    if not isinstance(entry, dict):
+        return False
+    entry["expired"] = reason
+    _write_cache(path, cache)
+    return True
+
+
+def describe_probe(probe: dict, path: Path | None = None) -> str:
+    """One line naming a probe: value, spread, load, date and (if given) its cache file."""
+    load = probe.get("load")
+    load_text = f"load {load:.2f}/core" if isinstance(load, (int, float)) else "load unknown"
+    text = (f"CPU fp32 matmul probe, {probe['flops_per_s'] / 1e9:.0f} GFLOP/s best of "
+            f"{probe.get('repeats', 1)} (spread {100 * probe.get('spread', 0.0):.0f}%, "
+            f"{load_text}) measured {probe.get('measured_at', '?')}")
+    return text + (f"; cached in {path}" if path is not None else "")
+
+
+def _stale_reason(entry, max_age_days: float, now: datetime.datetime) -> str | None:
+    """Why a cache entry must be measured again, or None if it can be used."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("flops_per_s"), (int, float)) \
+            or entry["flops_per_s"] <= 0:
+        return "none cached"
+    if entry.get("expired"):
+        return f"expired: {entry['expired']}"
+    measured = _parse_date(entry.get("measured_at"))
+    if measured is None:
+        return "no date"
+    age_days = (now - measured).total_seconds() / 86400
+    if age_days > max_age_days:
+        return f"older than metrics.cpu_peak_max_age_days={max_age_days:g}"
+    return None
+
+
+def cached_cpu_matmul_peak(refresh: bool = False, max_age_days: float = 7.0, repeats: int = 5,
+                           now: datetime.datetime | None = None) -> tuple[float, str]:
+    """The CPU matmul peak for this machine, measured and then read from the cache.
+
+    Measured again (and the entry replaced: it describes one measurement) when `refresh`,
+    when none is cached for this host, when the entry is older than `max_age_days`, or when
+    a run expired it (`expire_cpu_peak`, MFU > 1). A peak measured under load gets a warning.
+
+    Returns:
+        (FLOP/s of the whole process, a description naming the value, date and cache file).
+    """
+    path, key = _cache_path(), cpu_cache_key()
+    now = now or _utc_now()
+    entry = _read_cache(path).get(key)
+    measured_now = refresh or _stale_reason(entry, max_age_days, now) is not None
+    if measured_now:
+        entry = probe_cpu_peak(repeats, now=now)
+        save_cpu_peak(entry)
+    source = describe_probe(entry, path) + (" (measured now)" if measured_now else "")
+    load = entry.get("load")
+    if isinstance(load, (int, float)) and load > BUSY_LOAD:
+        warnings.warn(f"the CPU peak was measured while the machine was busy (load "
+                      f"{load:.2f} per core), so it may read low and MFU high: {source}. "
+                      f"Re-measure on a quiet machine with `scaling probe-peak`.", stacklevel=2)
+    return float(entry["flops_per_s"]), source
 
 
 # --------------------------------------------------------------------------- entry point
 
-def device_peak_flops(device=None, override_tflops: float = 0.0) -> tuple[float, str]:
+def device_peak_flops(device=None, override_tflops: float = 0.0, max_age_days: float = 7.0,
+                      repeats: int = 5) -> tuple[float, str]:
     """Peak FLOP/s of one device, for MFU.
 
     Args:
         device: None (this process's first device), a `jax.Device`, a table key ('h100',
             'tpu-v4') or a `device_kind` string.
         override_tflops: if > 0, used as is (config `metrics.device_peak_tflops`).
+        max_age_days, repeats: the CPU probe's cache age limit and readings
+            (`metrics.cpu_peak_max_age_days`, `metrics.cpu_peak_repeats`).
 
     Returns:
         (FLOP/s per device, a string naming where the number comes from). For an unknown
@@ -221,7 +365,7 @@ def device_peak_flops(device=None, override_tflops: float = 0.0) -> tuple[float,
 
     if platform_name == "cpu":
         import jax
-        flops, source = cached_cpu_matmul_peak()
+        flops, source = cached_cpu_matmul_peak(max_age_days=max_age_days, repeats=repeats)
         n_local = max(1, len(jax.local_devices(backend="cpu")))
         if n_local > 1:
             source += f", shared by {n_local} CPU devices"

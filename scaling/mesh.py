@@ -52,3 +52,29 @@ def mesh_shape(mesh_cfg, num_devices: int) -> dict[str, int]:
                          f"there are {num_devices} devices; make the product equal the device "
                          "count or set one axis to -1")
     return sizes
+
+
+def data_parallel(sizes: dict[str, int]) -> int:
+    """Devices the global batch is split over (data x fsdp)."""
+    return math.prod(sizes[a] for a in BATCH_AXES)
+
+
+def recipe_micro_batches(parallel_cfg, train_cfg, sizes: dict[str, int]) -> int:
+    """train.micro_batches that keeps a recipe's per-device micro-batch on the mesh `sizes`.
+
+    A published recipe (parallel.recipe_devices > 0) lays its global batch out for that
+    many devices: batch / (micro_batches x data-parallel devices) sequences per device per
+    micro-step. On another mesh the same global batch keeps that per-device micro-batch by
+    changing the number of micro-batches; where that does not divide evenly, or without a
+    recipe, the config's micro_batches stay.
+    """
+    devices = int(parallel_cfg.get("recipe_devices", 0))
+    micro = int(train_cfg.micro_batches)
+    if devices <= 0:
+        return micro
+    recipe_dp = data_parallel(mesh_shape(parallel_cfg.mesh, devices))
+    rows = train_cfg.batch_size // (micro * recipe_dp)     # per device per micro-step
+    dp = data_parallel(sizes)
+    if rows < 1 or train_cfg.batch_size % (rows * dp):
+        return micro
+    return train_cfg.batch_size // (rows * dp)

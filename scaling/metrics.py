@@ -20,14 +20,18 @@ Train record, one per log step (written by the training loop, the throughput fie
     tokens_per_s_per_device  float
     model_tflops_per_device  float  model FLOPs (flops_per_token x tokens) per second per device
     mfu                      float  model_tflops_per_device / peak; null when unknown or > 1
+    mfu_warning              str    only when mfu > 1: why it is null, the peak's source (a
+                                    CPU probe: its value, date and cache file) and the fix
     hfu                      float  XLA-counted FLOPs / peak; null without a compile cost or > 1
+    hfu_warning              str    only when hfu > 1, as mfu_warning
     tokens_seen, flops_seen  int/float  cumulative, monotone (model FLOPs, global)
     goodput                  float  productive step time / wall time since the loop started
     badput_<what>_s          float  cumulative seconds marked unproductive (compile, checkpoint, eval)
     device_bytes_in_use, device_peak_bytes, device_bytes_limit   int  (backends that report them)
     host_peak_rss_bytes      int    process peak RSS, host memory (CPU backend)
 
-Eval record: step, eval_loss, eval_ppl, eval_accuracy (where the objective has one).
+Eval record: step, eval_loss, eval_ppl, eval_accuracy (where the objective has one), eval_bpb
+(language models: the loss in bits per byte of predicted text, comparable across tokenizers).
 
 One-off events, `{"event": kind, ...}`:
     run_start  model, family, params, non_embedding_params, flops_per_token,
@@ -77,6 +81,19 @@ def to_json_value(value: Any) -> Any:
             return to_json_value(array.reshape(()).item())
         return to_json_value(array.tolist())
     return str(value)
+
+
+def validate_config(m) -> None:
+    """The `metrics` section's cheap checks, as one-line ValueErrors naming the field."""
+    if m.device_peak_tflops < 0:
+        raise ValueError(f"metrics.device_peak_tflops: must be >= 0 (0 = look up or probe), "
+                         f"got {m.device_peak_tflops}")
+    if int(m.cpu_peak_repeats) != m.cpu_peak_repeats or m.cpu_peak_repeats < 1:
+        raise ValueError(f"metrics.cpu_peak_repeats: must be an integer >= 1, got "
+                         f"{m.cpu_peak_repeats}")
+    if m.cpu_peak_max_age_days < 0:
+        raise ValueError(f"metrics.cpu_peak_max_age_days: must be >= 0 (0 = measure at every "
+                         f"run), got {m.cpu_peak_max_age_days}")
 
 
 def _default_enabled() -> bool:
@@ -174,9 +191,10 @@ class Throughput:
 
     MFU (or HFU) above 1 is physically impossible, so it means the peak is wrong (too low:
     a wrong table entry, a CPU probe measured while the machine was busy) or the FLOP count is.
-    Such a value is reported as null (unknown) rather than clamped to 1 or shown as is, with one
-    warning naming the peak; `model_tflops_per_device` is still reported, so nothing is lost.
-    A peak of 0 (unknown device) also gives null.
+    Such a value is never reported as a number: the record has null and an `mfu_warning`
+    (`hfu_warning`) naming the peak's source and the fix, and `on_over_peak` is called once
+    per kind; `model_tflops_per_device` is still reported, so nothing is lost. A peak of 0
+    (unknown device) also gives null, without a warning.
 
     Args:
         flops_per_token: model training FLOPs per token (forward + backward; say which
@@ -187,11 +205,18 @@ class Throughput:
         hardware_flops_per_step: XLA-counted FLOPs of one step per device, or None.
         start_step: for a resumed run: the counters start at start_step steps' worth.
         clock: a `time.monotonic`-like function (tests pass a fake one).
+        peak_source: where the peak comes from (`device_peak_flops`'s description).
+        remedy: how to fix a peak that is too low, for the warning.
+        on_over_peak: called once per kind as on_over_peak("MFU" or "HFU", warning);
+            default `warnings.warn(warning)`.
     """
 
     def __init__(self, flops_per_token: float, tokens_per_step: int, num_devices: int,
                  peak_flops_per_device: float, hardware_flops_per_step: float | None = None,
-                 start_step: int = 0, clock: Callable[[], float] = time.monotonic):
+                 start_step: int = 0, clock: Callable[[], float] = time.monotonic,
+                 peak_source: str = "",
+                 remedy: str = "Set --config.metrics.device_peak_tflops",
+                 on_over_peak: Callable[[str, str], None] | None = None):
         self.flops_per_token = float(flops_per_token)
         self.tokens_per_step = int(tokens_per_step)
         self.num_devices = int(num_devices)
@@ -204,25 +229,36 @@ class Throughput:
         self.unproductive_s: dict[str, float] = {}
         self._clock = clock
         self._start = clock()
-        self._warned_over_peak = False
+        self.peak_source = peak_source
+        self.remedy = remedy
+        self._on_over_peak = on_over_peak
+        self._warned: set[str] = set()
 
     def mark_unproductive(self, seconds: float, what: str) -> None:
         """Note `seconds` of wall time spent on `what` (compile, checkpoint, eval)."""
         self.unproductive_s[what] = self.unproductive_s.get(what, 0.0) + float(seconds)
 
-    def _utilization(self, flops_per_s_per_device: float, name: str) -> float | None:
+    def _utilization(self, flops_per_s_per_device: float, name: str,
+                     record: dict) -> float | None:
+        """flops / peak, or None (unknown peak, or over 1: then `<name>_warning` in record)."""
         if self.peak_flops_per_device <= 0:
             return None
         value = flops_per_s_per_device / self.peak_flops_per_device
-        if value > 1.0:
-            if not self._warned_over_peak:
-                self._warned_over_peak = True
-                warnings.warn(
-                    f"{name} {value:.2f} > 1: the peak of {self.peak_flops_per_device / 1e12:.4g}"
-                    f" TFLOP/s per device is too low (or the FLOP count too high); reporting "
-                    f"mfu/hfu as null. Set --config.metrics.device_peak_tflops.", stacklevel=3)
-            return None
-        return value
+        if value <= 1.0:
+            return value
+        source = f" from {self.peak_source}" if self.peak_source else ""
+        warning = (f"{name} {value:.2f} > 1 is impossible, so the peak of "
+                   f"{self.peak_flops_per_device / 1e12:.4g} TFLOP/s per device{source} is too "
+                   f"low (or the FLOP count too high); {name.lower()} is logged as null. "
+                   f"{self.remedy}")
+        record[f"{name.lower()}_warning"] = warning
+        if name not in self._warned:
+            self._warned.add(name)
+            if self._on_over_peak is not None:
+                self._on_over_peak(name, warning)
+            else:
+                warnings.warn(warning, stacklevel=3)
+        return None
 
     def update(self, step_time_s: float, data_wait_s: float = 0.0, num_steps: int = 1) -> dict:
         """Account for `num_steps` steps that each took `step_time_s` (+ `data_wait_s`).
@@ -239,9 +275,10 @@ class Throughput:
 
         tokens_per_s = self.tokens_per_step / step_wall if step_wall > 0 else float("nan")
         model_flops_per_device = tokens_per_s * self.flops_per_token / self.num_devices
+        warnings_: dict[str, str] = {}
         hfu = None
         if self.hardware_flops_per_step and step_wall > 0:
-            hfu = self._utilization(self.hardware_flops_per_step / step_wall, "HFU")
+            hfu = self._utilization(self.hardware_flops_per_step / step_wall, "HFU", warnings_)
         accounted = self.productive_s + self.data_wait_s + sum(self.unproductive_s.values())
         elapsed = max(self._clock() - self._start, accounted)
         record = {
@@ -250,11 +287,12 @@ class Throughput:
             "tokens_per_s": tokens_per_s,
             "tokens_per_s_per_device": tokens_per_s / self.num_devices,
             "model_tflops_per_device": model_flops_per_device / 1e12,
-            "mfu": self._utilization(model_flops_per_device, "MFU"),
+            "mfu": self._utilization(model_flops_per_device, "MFU", warnings_),
             "hfu": hfu,
             "tokens_seen": self.tokens_seen,
             "flops_seen": self.flops_seen,
             "goodput": min(1.0, self.productive_s / elapsed) if elapsed > 0 else None,
+            **warnings_,
         }
         for what, seconds in self.unproductive_s.items():
             record[f"badput_{what}_s"] = seconds

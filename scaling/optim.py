@@ -1,9 +1,13 @@
 """The optimizer: AdamW with warmup + decay, global-norm clipping, decay masked off
-biases, norms and position/type tables. Everything here is optax; nothing hand-written."""
+biases, norms and position/type tables. Everything here is optax except the one-line
+inverse square root decay, which optax does not ship."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
+
+DECAYS = ("cosine", "linear", "constant", "rsqrt")
 
 # Parameters whose name is one of these are matrices that get weight decay; biases, LayerNorm
 # scales and offsets do not. Matching by name (not ndim) stays right for scanned layers,
@@ -12,7 +16,8 @@ DECAYED = ("w_q", "w_k", "w_v", "w_o", "w_in", "w_out", "kernel", "embedding")
 
 
 def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
-    """Linear warmup to optim.lr, then cosine / linear decay to lr * end_lr_fraction."""
+    """Linear warmup to optim.lr, then cosine / linear decay to lr * end_lr_fraction, a
+    constant lr, or (rsqrt, Vaswani et al. 2017) lr * sqrt(warmup / step)."""
     lr, warmup = optim_cfg.lr, optim_cfg.warmup_steps
     end = lr * optim_cfg.end_lr_fraction
     decay_steps = max(total_steps - warmup, 1)
@@ -25,8 +30,14 @@ def make_schedule(optim_cfg, total_steps: int) -> optax.Schedule:
     if optim_cfg.decay == "constant":
         return optax.join_schedules(
             [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
-    raise ValueError(f"optim.decay: unknown {optim_cfg.decay!r}; allowed: 'cosine', "
-                     "'linear', 'constant'")
+    if optim_cfg.decay == "rsqrt":
+        # join_schedules hands the second schedule step - warmup (and evaluates it during
+        # the warmup too, at negative counts, whose value it discards: keep those finite).
+        def rsqrt(count):
+            return lr * jnp.sqrt(warmup / jnp.maximum(count + warmup, warmup))
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), rsqrt], [warmup])
+    raise ValueError(f"optim.decay: unknown {optim_cfg.decay!r}; allowed: "
+                     + ", ".join(repr(d) for d in DECAYS))
 
 
 def decay_mask(params):
@@ -77,9 +88,12 @@ def validate_optim_config(optim_cfg, total_steps: int) -> None:
         raise ValueError(f"optim.lr: must be positive, got {optim_cfg.lr!r}")
     if optim_cfg.warmup_steps < 0:
         raise ValueError(f"optim.warmup_steps: must be >= 0, got {optim_cfg.warmup_steps!r}")
-    if optim_cfg.decay not in ("cosine", "linear", "constant"):
-        raise ValueError(f"optim.decay: unknown {optim_cfg.decay!r}; allowed: 'cosine', "
-                         "'linear', 'constant'")
+    if optim_cfg.decay not in DECAYS:
+        raise ValueError(f"optim.decay: unknown {optim_cfg.decay!r}; allowed: "
+                         + ", ".join(repr(d) for d in DECAYS))
+    if optim_cfg.decay == "rsqrt" and optim_cfg.warmup_steps <= 0:
+        raise ValueError("optim.warmup_steps: the rsqrt decay needs a warmup (lr * "
+                         "sqrt(warmup / step)); set it > 0")
     if optim_cfg.clip_norm < 0:
         raise ValueError(f"optim.clip_norm: must be >= 0 (0 disables), got "
                          f"{optim_cfg.clip_norm!r}")

@@ -39,7 +39,7 @@ import os
 import subprocess
 import sys
 
-from scaling.mesh import mesh_shape, parse_mesh
+from scaling.mesh import mesh_shape, parse_mesh, recipe_micro_batches
 
 TOKENS_PER_PARAM = 20          # Hoffmann et al. 2022 (Chinchilla)
 GiB = 2**30
@@ -105,14 +105,16 @@ def memory_per_device(params: int, spec, mesh: dict[str, int], batch_size: int,
 
 
 def resolve_mesh(config, devices: int | None, mesh_text: str | None) -> dict[str, int]:
-    """Mesh sizes from --mesh (data=8,...) or the config's parallel.mesh over --devices."""
+    """Mesh sizes from --mesh (data=8,...) or the config's parallel.mesh over --devices
+    (default: the recipe's parallel.recipe_devices, else 1)."""
     if mesh_text:
         sizes = parse_mesh(mesh_text)
         if devices is not None and math.prod(sizes.values()) != devices:
             raise ValueError(f"--mesh: {mesh_text} has {math.prod(sizes.values())} devices "
                              f"but --devices is {devices}")
         return sizes
-    return mesh_shape(config.parallel.mesh.to_dict(), devices or 1)
+    return mesh_shape(config.parallel.mesh.to_dict(),
+                      devices or config.parallel.get("recipe_devices", 0) or 1)
 
 
 def plan(config, devices: int | None = None, device: str = "h100", mfu: float = 0.45,
@@ -140,8 +142,10 @@ def plan(config, devices: int | None = None, device: str = "h100", mfu: float = 
     tokens = TOKENS_PER_PARAM * counts.backbone
     train_flops = flops_per_token * tokens
     seconds = train_flops / (n_devices * hw.peak_flops_bf16 * mfu)
+    # A published recipe keeps its per-device micro-batch on this mesh (scaling.mesh).
+    micro = recipe_micro_batches(config.parallel, config.train, mesh)
     mem = memory_per_device(counts.total, spec, mesh, config.train.batch_size, seq_len,
-                            config.train.micro_batches)
+                            micro)
     return {
         "model": spec.name, "config": config.get("experiment", ""),
         "params": counts.backbone, "params_trained": counts.total,
@@ -149,7 +153,7 @@ def plan(config, devices: int | None = None, device: str = "h100", mfu: float = 
         "flops_per_token": flops_per_token,
         "flops_per_token_kaplan": spec.flops_per_token(seq_len, target_len, "kaplan"),
         "seq_len": seq_len, "batch_size": config.train.batch_size,
-        "micro_batches": config.train.micro_batches, "dtype": spec.dtype,
+        "micro_batches": micro, "dtype": spec.dtype,
         "tokens": tokens, "train_flops": train_flops,
         "train_flops_6pd": 6.0 * counts.backbone * tokens,
         "device": hw.name, "peak_flops": hw.peak_flops_bf16, "hbm_bytes": hw.hbm_bytes,

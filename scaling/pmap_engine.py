@@ -85,9 +85,10 @@ def make_param_norm():
                                       axis_name=AXIS, out_axes=None))
 
 
-def make_eval(model):
-    """pmap'd `eval(params, batch) -> {loss_sum, correct, weight}` summed over all devices."""
-    eval_step = make_eval_step(model)
+def make_eval(model, token_bytes=None):
+    """pmap'd `eval(params, batch) -> {loss_sum, correct, weight[, bytes]}` summed over all
+    devices (see train_step.make_eval_step)."""
+    eval_step = make_eval_step(model, token_bytes=token_bytes)
 
     def summed(params, batch):
         return jax.lax.psum(eval_step(params, batch), AXIS)

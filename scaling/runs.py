@@ -28,7 +28,8 @@ CONFIG_FILE = "config.json"
 KNOWN_FIELDS = {
     "step", "time", "loss", "accuracy", "nonfinite_steps", "lr", "grad_norm", "param_norm", "step_time_s", "data_wait_s",
     "tokens_per_s", "tokens_per_s_per_device", "model_tflops_per_device", "mfu", "hfu",
-    "tokens_seen", "flops_seen", "goodput", "eval_loss", "eval_ppl", "eval_accuracy",
+    "mfu_warning", "hfu_warning",
+    "tokens_seen", "flops_seen", "goodput", "eval_loss", "eval_ppl", "eval_accuracy", "eval_bpb",
     "eval_f1", "eval_macro_f1", "eval_mcc", "eval_pearson", "eval_spearman", "eval_examples",
     "device_bytes_in_use", "device_peak_bytes", "device_bytes_limit", "host_peak_rss_bytes",
 }
@@ -145,6 +146,7 @@ def read_run(path: str | Path) -> Run:
     unknown_fields: set[str] = set()
     unknown_events: set[str] = set()
     truncated = False
+    over_peak: list[str] = []       # mfu_warning of each record that has one
     for index, raw in enumerate(lines):
         if not raw.strip():
             continue
@@ -181,6 +183,8 @@ def read_run(path: str | Path) -> Run:
             _add_step_record(run.evals, record)
         if any(k in record for k in ("loss", "tokens_per_s", "step_time_s")):
             _add_step_record(run.train, record)
+        if isinstance(record.get("mfu_warning"), str):
+            over_peak.append(record["mfu_warning"])
 
     if truncated:
         run.warnings.append(f"{metrics_path}: last line is incomplete (killed mid-write?); "
@@ -198,6 +202,9 @@ def read_run(path: str | Path) -> Run:
     if unknown_events:
         run.warnings.append(f"{metrics_path}: unknown event kind(s) ignored: "
                             f"{', '.join(sorted(unknown_events))}")
+    if over_peak:
+        run.warnings.append(f"{metrics_path}: MFU unknown (null) at {len(over_peak)} log "
+                            f"step(s): {over_peak[0]}")
     if run.records_read == 0:
         run.warnings.append(f"{metrics_path}: no records")
     return run
@@ -262,6 +269,7 @@ def summarize(run: Run) -> dict:
         "final_loss": number(last.get("loss")),
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "best_eval_loss": min(eval_losses) if eval_losses else None,
+        "final_eval_bpb": number(final_eval.get("eval_bpb")),
         # Fine-tuning tasks (scaling.tasks.metrics): the last eval's scores, where logged.
         **{f"final_{k}": number(final_eval.get(k)) for k in TASK_SCORES},
         "median_tokens_per_s": _median(run.series("tokens_per_s")[1]),

@@ -23,7 +23,8 @@ from scaling import data as data_lib
 from scaling.compile_step import compile_step
 from scaling.config_loading import ConfigError
 from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
-from scaling.hardware import device_peak_flops
+from scaling import hardware
+from scaling import metrics as metrics_lib
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule, validate_optim_config
@@ -32,18 +33,21 @@ from scaling.sizes import count_params
 from scaling.spec import ModelSpec
 from scaling.stop import StopRequest
 from scaling.tasks import data as task_data, evaluate as task_eval
-from scaling.train_step import loss_name, make_eval_step, param_norm
+from scaling.train_step import bits_per_byte, loss_name, make_eval_step, param_norm
 
 
-def validate(config) -> ModelSpec:
+def validate(config, data_checks: bool = True) -> ModelSpec:
     """Every cheap check of the config, as one-line ValueErrors naming the field.
 
     Runs before any array is created or anything compiled, so bad input fails in seconds.
+    data_checks=False skips the data section's checks (tokenizer files, datasets, task
+    labels): `scaling compile` sizes a step where the data need not be present.
     """
     spec = model_spec(config)
-    tasks.validate(config)  # fine-tuning: the task, its head and the model family
-    data_lib.validate_data_config(config)
-    data_lib.check_vocab_fits(config, spec.vocab_size)
+    if data_checks:
+        tasks.validate(config)  # fine-tuning: the task, its head and the model family
+        data_lib.validate_data_config(config)
+        data_lib.check_vocab_fits(config, spec.vocab_size)
     validate_optim_config(config.optim, config.train.steps)
     d, t = config.data, config.train
     if d.objective != "task" and d.objective not in FAMILY_OBJECTIVES[spec.family]:
@@ -67,6 +71,7 @@ def validate(config) -> ModelSpec:
         raise ValueError(f"parallel.engine: unknown {config.parallel.engine!r}; allowed: "
                          "'jit', 'pmap'")
     sharding.logical_rules(config.parallel.rules)
+    metrics_lib.validate_config(config.metrics)
     return spec
 
 
@@ -143,6 +148,8 @@ def run(config, workdir: str) -> dict:
                 else task_data.label_baseline(config))
     baseline_name, baseline_key = (("unigram", "unigram_entropy") if task is None
                                    else ("constant-prediction", "label_baseline_loss"))
+    # Bytes of text per token id: language-model evals also report bits per byte.
+    token_bytes = data_lib.make_tokenizer(config.data).token_bytes if task is None else None
     batch_sh = sharding.batch_sharding(mesh)
     if engine == "pmap":  # this host's rows -> [devices, rows/device, ...]
         to_global = pmap_engine.split_batch
@@ -269,14 +276,15 @@ def run(config, workdir: str) -> dict:
         first = to_global(next(train_iter))
         compiled = pmap_engine.make_step(model, tx, schedule, config.train.micro_batches,
                                          config.train.nonfinite).lower(state, first).compile()
-        eval_fn = pmap_engine.make_eval(model)
+        eval_fn = pmap_engine.make_eval(model, token_bytes)
         param_norm_fn = pmap_engine.make_param_norm()
     else:
         first = to_global(next(train_iter))
         compiled = compile_step(model, tx, schedule, config.train, layout, mesh, rules, first,
                                 state, loss=loss).fn
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-            eval_fn = jax.jit(make_eval_step(model, loss), in_shardings=(params_sh, batch_sh))
+            eval_fn = jax.jit(make_eval_step(model, loss, token_bytes),
+                              in_shardings=(params_sh, batch_sh))
             param_norm_fn = jax.jit(param_norm, in_shardings=(params_sh,))
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis() or {}
@@ -285,9 +293,24 @@ def run(config, workdir: str) -> dict:
 
     # ---- 7. Metrics sinks -------------------------------------------------------------------
     writer = MetricsWriter(workdir, tensorboard=config.metrics.tensorboard)
-    peak, peak_source = device_peak_flops(override_tflops=config.metrics.device_peak_tflops)
+    m = config.metrics
+    peak, peak_source = hardware.device_peak_flops(
+        override_tflops=m.device_peak_tflops, max_age_days=m.cpu_peak_max_age_days,
+        repeats=int(m.cpu_peak_repeats))
+    # A CPU peak comes from the cached probe: MFU > 1 proves it wrong, so it is expired and the
+    # next run measures again; a table or configured peak is fixed by the config.
+    probed = m.device_peak_tflops <= 0 and jax.devices()[0].platform == "cpu"
+
+    def over_peak(kind: str, warning: str) -> None:   # once per kind, on the console
+        progress.message(f"warning: {warning}")       # (called from the loop, section 8)
+        if kind == "MFU" and probed:
+            hardware.expire_cpu_peak(f"MFU > 1 in {os.path.abspath(workdir)}")
+
     meter = Throughput(flops_per_token, tokens_per_step, num_devices, peak, hw_flops,
-                       start_step=start_step)
+                       start_step=start_step, peak_source=peak_source, on_over_peak=over_peak,
+                       remedy=("Re-measure with `scaling probe-peak` (this run expired the "
+                               "cached probe, so the next run measures it again)." if probed
+                               else "Set --config.metrics.device_peak_tflops."))
     meter.mark_unproductive(compile_s, "compile")
     writer.write_event(
         "run_start", model=spec.name, family=spec.family, params=counts.backbone,
@@ -308,14 +331,16 @@ def run(config, workdir: str) -> dict:
     else:  # language models: the same eval_steps batches every time
         def evaluate(params) -> dict:
             eval_iter.set_state(eval_start)
-            total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0}
+            total = {"loss_sum": 0.0, "correct": 0.0, "weight": 0.0, "bytes": 0.0}
             with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
                 for _ in range(config.train.eval_steps):
                     out = jax.device_get(eval_fn(params, to_global(next(eval_iter))))
-                    total = {k: total[k] + float(out[k]) for k in total}
+                    total = {k: total[k] + float(out.get(k, 0.0)) for k in total}
             loss = total["loss_sum"] / max(total["weight"], 1.0)
+            bpb = bits_per_byte(total["loss_sum"], total["bytes"])
             return {"eval_loss": loss, "eval_ppl": float(np.exp(min(loss, 50.0))),
-                    "eval_accuracy": total["correct"] / max(total["weight"], 1.0)}
+                    "eval_accuracy": total["correct"] / max(total["weight"], 1.0),
+                    **({"eval_bpb": bpb} if bpb is not None else {})}
 
     # ---- 8. The loop: the only host syncs are at log and eval steps ---------------------
     # (On a CPU host set up by scaling/runtime/host_malloc.py a single-device step runs on this
@@ -373,6 +398,8 @@ def run(config, workdir: str) -> dict:
                 writer.write({"step": step, **last_eval})
                 scores = "".join(f", {k[5:]} {v:.4f}" for k, v in last_eval.items()
                                  if task is not None and k not in ("eval_loss", "eval_examples"))
+                if "eval_bpb" in last_eval:
+                    scores += f", {last_eval['eval_bpb']:.4f} bits/byte"
                 progress.message(f"step {step}: eval loss {last_eval['eval_loss']:.4f} "
                                  f"({baseline_name} baseline {baseline:.4f}, "
                                  f"{100 * (1 - last_eval['eval_loss'] / max(baseline, 1e-12)):.1f}"

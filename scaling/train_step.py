@@ -10,6 +10,7 @@ the whole batch (up to float summation order).
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -151,13 +152,31 @@ def state_donation(platform: str | None = None) -> tuple[int, ...]:
     return () if platform == "cpu" else (0,)
 
 
-def make_eval_step(model, loss: str = "cross_entropy"):
-    """`eval_step(params, batch) -> {loss_sum, correct, weight}` (sums, combine then divide)."""
+def make_eval_step(model, loss: str = "cross_entropy", token_bytes=None):
+    """`eval_step(params, batch) -> {loss_sum, correct, weight[, bytes]}` (sums: combine over
+    batches, then divide).
+
+    token_bytes: [vocab] bytes of text per token id (the tokenizer's `token_bytes`); when
+      given, `bytes` sums them over the weighted targets, the denominator of bits per byte.
+    """
     loss_sums = LOSSES[loss]
+    table = None if token_bytes is None else jnp.asarray(token_bytes, jnp.float32)
 
     def eval_step(params, batch):
         logits = model.apply({"params": params}, _model_inputs(batch), train=False)
         loss_sum, correct, weight = loss_sums(logits, batch["targets"], batch["weights"])
-        return {"loss_sum": loss_sum, "correct": correct, "weight": weight}
+        out = {"loss_sum": loss_sum, "correct": correct, "weight": weight}
+        if table is not None:
+            out["bytes"] = jnp.sum(table[batch["targets"]] * batch["weights"])
+        return out
 
     return eval_step
+
+
+def bits_per_byte(loss_sum: float, num_bytes: float) -> float | None:
+    """Loss in bits per byte of predicted text: summed nats / ln 2 / bytes (None for no bytes).
+
+    Tokenizers cut text into pieces of different lengths, so only a per-byte loss compares
+    runs (and scaling-law fits) across tokenizers.
+    """
+    return loss_sum / math.log(2) / num_bytes if num_bytes > 0 else None

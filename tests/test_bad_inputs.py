@@ -38,6 +38,10 @@ CASES = [
     (["--config", "experiments/gpt2.py:tiny", "--config.data.dataset=tiny_shakespeare",
       "--config.data.data_dir=/nonexistent/tfds"],
      "data.dataset: 'tiny_shakespeare' is not prepared", "tfds build tiny_shakespeare"),
+    (["--config", "experiments/gpt2.py:tiny", "--config.metrics.cpu_peak_repeats=0"],
+     "metrics.cpu_peak_repeats: must be an integer >= 1", "got 0"),
+    (["--config", "experiments/gpt2.py:tiny", "--config.metrics.cpu_peak_max_age_days=-1"],
+     "metrics.cpu_peak_max_age_days: must be >= 0", ""),
 ]
 
 

@@ -70,3 +70,35 @@ def test_bad_input_is_one_line(capsys, args, message):
     assert compile_cmd.main([*TINY, *args, "--config.model.scan_layers=False"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
+
+
+def test_recipe_micro_batches_keep_the_per_device_micro_batch():
+    import ml_collections
+
+    from scaling.mesh import recipe_micro_batches
+    # A recipe of 512 sequences in 8 micro-batches on 8 fsdp devices: 8 rows per device.
+    parallel = ml_collections.ConfigDict(dict(recipe_devices=8, mesh=dict(
+        data=1, fsdp=-1, tensor=1)))
+    train = ml_collections.ConfigDict(dict(batch_size=512, micro_batches=8))
+    for sizes, want in (({"data": 1, "fsdp": 8, "tensor": 1}, 8),
+                        ({"data": 4, "fsdp": 16, "tensor": 1}, 1),
+                        ({"data": 1, "fsdp": 2, "tensor": 1}, 32),
+                        ({"data": 1, "fsdp": 1, "tensor": 8}, 64),
+                        ({"data": 3, "fsdp": 1, "tensor": 1}, 8)):   # 512 % 24: unchanged
+        assert recipe_micro_batches(parallel, train, sizes) == want, sizes
+    parallel.recipe_devices = 0
+    assert recipe_micro_batches(parallel, train, {"data": 2, "fsdp": 1, "tensor": 1}) == 8
+
+
+def test_recipe_variant_compiles_its_published_batch_without_tokenizer_files(capsys):
+    # gpt2:small's recipe (512 x 1024 on 8 devices, 4 micro-batches), shrunk in depth and
+    # width only, on a 2-device mesh: 16 micro-batches keep 16 rows per device.
+    argv = ["--config", "experiments/gpt2.py:small", "--config.model.num_layers=1",
+            "--config.model.width=32", "--config.model.num_heads=2",
+            "--config.model.mlp_dim=64", "--config.model.vocab_size=64",
+            "--config.data.tokenizer=sentencepiece_model:/no/such/file.model",
+            "--mesh", "data=2", "--json"]
+    assert compile_cmd.main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["batch_size"], r["seq_len"], r["micro_batches"]) == (512, 1024, 16)
+    assert r["dtype"] == "bfloat16" and any("micro_batches=16" in n for n in r["notes"])

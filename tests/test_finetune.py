@@ -228,7 +228,8 @@ BAD_INPUTS = [
     ("finetune.py:bert_tiny_builtin", {"parallel.engine": "pmap"}, "parallel.engine:"),
     ("gpt2.py:tiny", {"optim.freeze_backbone": True}, "optim.freeze_backbone:"),
     ("gpt2.py:tiny", {"data.corpus_exclude": "*"}, "data.corpus: no text files match"),
-    ("finetune.py:bert_base_sst2", {}, "data.dataset: 'glue/sst2' is not prepared"),
+    ("finetune.py:bert_base_sst2", {"data.tokenizer": "byte"},
+     "data.dataset: 'glue/sst2' is not prepared"),
 ]
 
 

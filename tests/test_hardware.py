@@ -1,5 +1,7 @@
 """Peak table lookup and the cached CPU matmul probe."""
+import datetime
 import json
+import socket
 
 import jax
 import pytest
@@ -42,26 +44,105 @@ def test_cpu_probe_cached_once(tmp_path, monkeypatch):
     monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
     calls = []
 
-    def fake_probe():
+    def fake_measure(*args, **kwargs):
         calls.append(1)
         return 160e9
 
-    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", fake_probe)
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", fake_measure)
     n_cpu = len(jax.local_devices(backend="cpu"))       # 8 fake devices share the cores
-    first, source1 = hardware.device_peak_flops()
-    second, source2 = hardware.device_peak_flops()
-    assert calls == [1]
+    first, source1 = hardware.device_peak_flops(repeats=3)
+    second, source2 = hardware.device_peak_flops(repeats=3)
+    assert len(calls) == 3                               # one probe of 3 readings
     assert first == second == pytest.approx(160e9 / n_cpu)
-    assert "measured now" in source1 and "cached" in source2
+    assert "measured now" in source1 and "measured now" not in source2
+    assert str(tmp_path / "cpu_peak.json") in source2 and "best of 3" in source2
     cache = json.loads((tmp_path / "cpu_peak.json").read_text())
-    assert list(cache.values())[0]["flops_per_s"] == 160e9
-    assert jax.__version__ in list(cache)[0]
+    (key, entry), = cache.items()
+    assert entry["flops_per_s"] == 160e9 and entry["repeats"] == 3 and entry["spread"] == 0
+    assert jax.__version__ in key and socket.gethostname() in key
+    assert entry["machine"]["hostname"] == socket.gethostname()
+    assert set(entry) >= {"median", "min", "load", "measured_at", "machine"}
 
     # Another machine (different key) measures again without losing this one's entry.
-    monkeypatch.setattr(hardware, "cpu_cache_key", lambda: "other cpu | 64 threads | jax x")
-    hardware.device_peak_flops()
-    assert calls == [1, 1]
+    monkeypatch.setattr(hardware, "cpu_cache_key", lambda: "other | cpu | 64 threads | jax x")
+    hardware.device_peak_flops(repeats=3)
+    assert len(calls) == 6
     assert len(json.loads((tmp_path / "cpu_peak.json").read_text())) == 2
+
+
+def test_cache_key_names_the_host(monkeypatch):
+    monkeypatch.setattr(hardware.socket, "gethostname", lambda: "node-a")
+    key_a = hardware.cpu_cache_key()
+    monkeypatch.setattr(hardware.socket, "gethostname", lambda: "node-b")
+    key_b = hardware.cpu_cache_key()
+    assert key_a != key_b and key_a.startswith("node-a | ") and key_b.startswith("node-b | ")
+    assert key_a.split(" | ", 1)[1] == key_b.split(" | ", 1)[1]   # same CPU, cores, jax
+
+
+def test_cache_per_host_in_a_shared_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
+    readings = iter([100e9, 300e9])
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda *a, **k: next(readings))
+    monkeypatch.setattr(hardware.socket, "gethostname", lambda: "node-a")
+    assert hardware.cached_cpu_matmul_peak(repeats=1)[0] == 100e9
+    monkeypatch.setattr(hardware.socket, "gethostname", lambda: "node-b")
+    assert hardware.cached_cpu_matmul_peak(repeats=1)[0] == 300e9     # its own probe
+    monkeypatch.setattr(hardware.socket, "gethostname", lambda: "node-a")
+    assert hardware.cached_cpu_matmul_peak(repeats=1)[0] == 100e9     # cached, not b's
+
+
+def test_spread_matches_hand_computation():
+    # best 200, worst 150: (200 - 150) / 200 = 0.25.
+    assert hardware.probe_spread([180e9, 150e9, 200e9]) == pytest.approx(0.25)
+    readings = iter([180e9, 150e9, 200e9, 190e9])
+    probe = hardware.probe_cpu_peak(4, measure=lambda: next(readings))
+    assert probe["flops_per_s"] == 200e9 and probe["min"] == 150e9
+    assert probe["median"] == pytest.approx(185e9)                      # (180 + 190) / 2
+    assert probe["spread"] == pytest.approx(0.25) and probe["repeats"] == 4
+    with pytest.raises(ValueError, match="metrics.cpu_peak_repeats"):
+        hardware.probe_cpu_peak(0, measure=lambda: 1.0)
+
+
+def test_cpu_probe_expires_by_age(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
+    readings = iter([200e9, 120e9, 250e9])
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda *a, **k: next(readings))
+    day0 = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    peak = lambda days, **kw: hardware.cached_cpu_matmul_peak(          # noqa: E731
+        max_age_days=7, repeats=1, now=day0 + datetime.timedelta(days=days), **kw)[0]
+    assert peak(0) == 200e9
+    assert peak(6.9) == 200e9                    # within 7 days: cached
+    assert peak(7.1) == 120e9                    # older: measured again, and replaced
+    assert peak(10) == 120e9                     # the new entry is dated day 7.1
+    assert peak(10, refresh=True) == 250e9       # refresh measures whatever the age
+    entry, = json.loads((tmp_path / "cpu_peak.json").read_text()).values()
+    assert entry["measured_at"] == "2030-01-11T00:00:00Z"
+
+
+def test_expire_cpu_peak_makes_the_next_run_measure(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
+    readings = iter([50e9, 150e9])
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda *a, **k: next(readings))
+    assert not hardware.expire_cpu_peak("nothing cached yet")
+    assert hardware.cached_cpu_matmul_peak(repeats=1)[0] == 50e9
+    assert hardware.expire_cpu_peak("MFU > 1 in run x")
+    entry, = json.loads((tmp_path / "cpu_peak.json").read_text()).values()
+    assert entry["expired"] == "MFU > 1 in run x"
+    flops, source = hardware.cached_cpu_matmul_peak(repeats=1)
+    assert flops == 150e9 and "measured now" in source
+    entry, = json.loads((tmp_path / "cpu_peak.json").read_text()).values()
+    assert "expired" not in entry
+
+
+def test_busy_probe_is_warned_about(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda *a, **k: 100e9)
+    monkeypatch.setattr(hardware, "system_load", lambda: 1.5)
+    with pytest.warns(UserWarning, match="busy.*load 1.50 per core.*scaling probe-peak"):
+        hardware.cached_cpu_matmul_peak(repeats=1)
+    monkeypatch.setattr(hardware, "system_load", lambda: 0.1)    # the cached entry is busy
+    with pytest.warns(UserWarning, match="busy"):
+        hardware.cached_cpu_matmul_peak(repeats=1)
 
 
 def test_real_cpu_probe_is_plausible():
@@ -70,18 +151,12 @@ def test_real_cpu_probe_is_plausible():
     assert 1e9 < flops < 1e13
 
 
-def test_cpu_probe_refresh_keeps_the_larger(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
-    readings = iter([200e9, 120e9, 250e9])       # the second reading: a busy machine
-    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda: next(readings))
-    assert hardware.cached_cpu_matmul_peak()[0] == 200e9
-    assert hardware.cached_cpu_matmul_peak(refresh=True)[0] == 200e9
-    assert hardware.cached_cpu_matmul_peak(refresh=True)[0] == 250e9
-    assert hardware.cached_cpu_matmul_peak()[0] == 250e9
-
-
 def test_cpu_probe_survives_corrupt_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SCALING_CACHE_DIR", str(tmp_path))
     (tmp_path / "cpu_peak.json").write_text("{not json")
-    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda: 150e9)
-    assert hardware.cached_cpu_matmul_peak()[0] == 150e9
+    monkeypatch.setattr(hardware, "measure_cpu_matmul_peak", lambda *a, **k: 150e9)
+    assert hardware.cached_cpu_matmul_peak(repeats=2)[0] == 150e9
+    # An entry in the old format (no host in the key, no date) is simply not used.
+    (tmp_path / "cpu_peak.json").write_text(json.dumps(
+        {hardware.cpu_cache_key(): {"flops_per_s": 1e9, "measured_at": "2026-01-01T00:00:00"}}))
+    assert hardware.cached_cpu_matmul_peak(repeats=1)[0] == 150e9

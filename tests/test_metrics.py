@@ -135,9 +135,33 @@ def test_throughput_resume_counters_and_mfu_over_one():
     assert a["mfu"] is None and b["mfu"] is None
     assert a["model_tflops_per_device"] == pytest.approx(60e-12)
     assert len([w for w in caught if "too low" in str(w.message)]) == 1   # warned once
+    assert "MFU 2.00 > 1" in a["mfu_warning"] and "device_peak_tflops" in a["mfu_warning"]
 
     unknown = Throughput(6.0, 10, 1, peak_flops_per_device=0.0)
     assert unknown.update(1.0)["mfu"] is None
+    assert "mfu_warning" not in unknown.update(1.0)     # unknown peak: null, no warning
+
+
+def test_mfu_over_one_names_the_probe_and_calls_back_once(tmp_path):
+    seen = []
+    source = "CPU fp32 matmul probe, 0 GFLOP/s best of 5 measured 2030-01-01T00:00:00Z"
+    # 10 tokens x 6 FLOPs in 1 s = 60 FLOP/s; XLA counts 90 FLOPs per step.
+    thr = Throughput(6.0, 10, 1, peak_flops_per_device=30.0, hardware_flops_per_step=90.0,
+                     peak_source=source, remedy="Re-measure with `scaling probe-peak`.",
+                     on_over_peak=lambda kind, text: seen.append((kind, text)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # a callback replaces the warning
+        records = [thr.update(step_time_s=1.0) for _ in range(3)]
+    assert [kind for kind, _ in seen] == ["HFU", "MFU"]   # once each, not per step
+    for r in records:
+        assert r["mfu"] is None and r["hfu"] is None
+        assert r["mfu_warning"].startswith("MFU 2.00 > 1")   # 60 / 30
+        assert r["hfu_warning"].startswith("HFU 3.00 > 1")   # 90 / 30
+        assert source in r["mfu_warning"] and "scaling probe-peak" in r["mfu_warning"]
+    with MetricsWriter(tmp_path, enabled=True, tensorboard=False) as writer:
+        writer.write({"step": 1, **records[0]})
+    line = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert line["mfu"] is None and source in line["mfu_warning"]
 
 
 def test_memory_stats_cpu_reports_host_rss():

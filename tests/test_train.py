@@ -29,7 +29,7 @@ def test_three_step_smoke_run_of_every_family(family, data_dir, tmp_path):
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == [1, 2, 3]
-    assert any("eval_loss" in r for r in records)
+    assert any("eval_loss" in r and "eval_bpb" in r for r in records)
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["model"]["vocab_size"] == 384  # "0 = the tokenizer's" was resolved
 
@@ -42,6 +42,25 @@ def test_same_seed_same_losses(data_dir, tmp_path):
     other.train.seed = 1
     c = run_on_one_device(other, tmp_path / "c")
     assert c["train_losses"] != a["train_losses"]
+
+
+def test_eval_bits_per_byte_counts_the_eval_bytes(data_dir, tmp_path):
+    """eval_bpb = eval_loss * (predicted tokens / their bytes) / ln 2; the ratio is counted
+    here by reading the same eval batches (EOS targets are tokens without bytes)."""
+    from scaling.data import make_pipeline
+    config = tiny_config("gpt2", data_dir, steps=2)
+    config.train.eval_steps = 2
+    result = run_on_one_device(config, tmp_path)
+    batches = make_pipeline(config, "validation", process_index=0, process_count=1)
+    weight = text_bytes = 0.0
+    for _ in range(config.train.eval_steps):
+        batch = next(batches)
+        is_byte = (batch["targets"] >= 5) & (batch["targets"] < 5 + 256)  # byte ids
+        weight += batch["weights"].sum()
+        text_bytes += (batch["weights"] * is_byte).sum()
+    assert 0 < text_bytes <= weight  # an EOS target (a document's end) counts no byte
+    expected = result["eval"]["eval_loss"] * weight / text_bytes / math.log(2)
+    assert result["eval"]["eval_bpb"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_learning_rate_schedule_values():

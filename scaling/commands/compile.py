@@ -6,11 +6,15 @@ no parameter or optimizer memory is allocated. Prints per device what XLA's memo
 reports (arguments, outputs, temporaries, and the peak they add up to), the FLOPs XLA counts
 for one step beside the analytic estimate, and whether the peak fits the named accelerator.
 
-    scaling compile --config experiments/gpt2.py:xl --device a100-80
+    scaling compile --config experiments/gpt2.py:xl --device h100
     scaling compile --config experiments/megatron.py:8b3 --mesh data=8,tensor=8 --device h100 \\
         --config.train.batch_size=512 --config.data.seq_len=1024
 
-Any `--config.a.b=v` override applies (batch, seq_len, dtype, remat, micro_batches, ...).
+A size-table variant compiles its published recipe (experiments/size_table.py): the global
+batch and length, on its mesh over parallel.recipe_devices fake devices; on another --mesh
+the recipe's per-device micro-batch is kept by changing train.micro_batches. Any
+`--config.a.b=v` override applies (batch, seq_len, dtype, remat, micro_batches, ...). The
+config is validated first, without the data checks (tokenizer files need not be here).
 Layers are scanned (model.scan_layers=True) so compile time stays flat in depth, unless the
 command line sets model.scan_layers itself. Numbers are for the XLA CPU compiler: an
 accelerator's compiler fuses and schedules differently, so treat the memory as an estimate.
@@ -25,20 +29,21 @@ import re
 import subprocess
 import sys
 
-from scaling.mesh import MESH_AXES, parse_mesh
+from scaling.mesh import MESH_AXES, mesh_shape, parse_mesh, recipe_micro_batches
 
 _COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\d+")
 _REEXEC_ENV = "SCALING_COMPILE_CHILD"
 
 
-def _mesh_from_config_args(rest: list[str]) -> dict[str, int] | None:
-    """Mesh sizes given as --config.parallel.mesh.AXIS=N (when --mesh is absent)."""
-    sizes, found = dict.fromkeys(MESH_AXES, 1), False
-    for arg in rest:
-        m = re.fullmatch(r"--config\.parallel\.mesh\.(\w+)=(-?\d+)", arg)
-        if m and m.group(1) in MESH_AXES:
-            sizes[m.group(1)], found = int(m.group(2)), True
-    return sizes if found else None
+def _default_mesh(config) -> dict[str, int]:
+    """The config's parallel.mesh: over parallel.recipe_devices when a recipe sets it, else
+    with a -1 axis read as 1."""
+    devices = int(config.parallel.get("recipe_devices", 0))
+    if devices > 0:
+        return mesh_shape(config.parallel.mesh, devices)
+    sizes = {a: int(config.parallel.mesh.get(a, 1)) for a in MESH_AXES}
+    return mesh_shape({a: max(s, 1) for a, s in sizes.items()}, math.prod(
+        max(s, 1) for s in sizes.values()))
 
 
 def _ensure_devices(n: int, argv: list[str]) -> int | None:
@@ -86,7 +91,8 @@ def _lower_and_compile(config, mesh_sizes: dict[str, int]):
     from scaling.models import build_model, example_batch  # noqa: PLC0415
     from scaling.optim import make_optimizer, make_schedule  # noqa: PLC0415
 
-    spec = train_lib.validate(config)
+    # The data need not be here to size a step (tokenizer files, datasets): skip those checks.
+    spec = train_lib.validate(config, data_checks=False)
     n = math.prod(mesh_sizes.values())
     mesh = sharding.make_mesh(mesh_sizes, devices=jax.devices()[:n])
     rules = sharding.logical_rules(config.parallel.rules)
@@ -237,7 +243,8 @@ def main(argv: list[str]) -> int:
         epilog="Remaining --config... arguments are config overrides.")
     parser.add_argument("--mesh", default=None,
                         help="target mesh, e.g. data=8,tensor=8 (axes: data, fsdp, tensor; "
-                             "default: the config's parallel.mesh with -1 read as 1)")
+                             "default: the config's parallel.mesh over its "
+                             "parallel.recipe_devices, else with -1 read as 1)")
     parser.add_argument("--device", default=None,
                         help="accelerator to check the fit against: h100, h200, a100-40, "
                              "a100-80, tpu-v4, tpu-v5e, tpu-v5p, tpu-v6e")
@@ -248,28 +255,31 @@ def main(argv: list[str]) -> int:
         print(f"scaling compile: error: {message.splitlines()[0]}", file=sys.stderr)
         return 2
 
+    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
+    fv = new_flags(rest, prog="scaling compile")
+    notes = []
     try:
-        if args.mesh is not None:
-            mesh_sizes = parse_mesh(args.mesh)
-        else:
-            mesh_sizes = _mesh_from_config_args(rest) or dict.fromkeys(MESH_AXES, 1)
-            if any(s < 1 for s in mesh_sizes.values()):
-                raise ValueError("--mesh: give every axis size (-1 needs a device count), "
-                                 "e.g. --mesh data=8,tensor=8")
+        parse(fv, rest, prog="scaling compile")
+        config = fv.config
+        if config is None:
+            raise ConfigError("--config: required, e.g. --config experiments/gpt2.py:xl")
+        mesh_sizes = parse_mesh(args.mesh) if args.mesh is not None else _default_mesh(config)
+        given = {a.split("=")[0] for a in rest}
+        if not given & {"--config.train.batch_size", "--config.train.micro_batches"}:
+            micro = recipe_micro_batches(config.parallel, config.train, mesh_sizes)
+            if micro != config.train.micro_batches:
+                notes.append(f"train.micro_batches={micro} (the recipe's per-device "
+                             f"micro-batch on this mesh; it sets "
+                             f"{config.train.micro_batches} for "
+                             f"{config.parallel.recipe_devices} devices)")
+                config.train.micro_batches = micro
     except ValueError as e:
         return fail(str(e))
     rc = _ensure_devices(math.prod(mesh_sizes.values()), argv)
     if rc is not None:
         return rc
 
-    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
-    fv = new_flags(rest, prog="scaling compile")
     try:
-        parse(fv, rest, prog="scaling compile")
-        config = fv.config
-        if config is None:
-            raise ConfigError("--config: required, e.g. --config experiments/gpt2.py:xl")
-        notes = []
         if not any(a.startswith("--config.model.scan_layers") for a in rest):
             config.model.scan_layers = True
             notes.append("model.scan_layers=True (compile time flat in depth; "

@@ -4,7 +4,9 @@ and `scaling plan --table [--devices 8 --device h100 --mfu 0.45] [--all]`.
 Prints parameters, FLOPs/token, compute-optimal tokens (20 per parameter), training FLOPs,
 wall-clock and device-hours at the given MFU, and memory per device (parameters, gradients,
 AdamW moments, activations with and without full remat) for the config's parallel layout
-(`--devices N` fills the config's -1 axis; `--mesh data=2,fsdp=4` sets it outright). With
+(`--devices N` fills the config's -1 axis; `--mesh data=2,fsdp=4` sets it outright). A
+size-table variant is planned at its published recipe (batch, length, micro-batches laid out
+for parallel.recipe_devices devices; other counts keep its per-device micro-batch). With
 --aot it also runs `scaling compile` for the same mesh and prints XLA's per-device peak
 beside the estimate (slow for big models: a full lower + compile on fake CPU devices).
 `--table` prints every row of the size table this way, with the published training set and
@@ -30,7 +32,7 @@ def main(argv: list[str]) -> int:
         epilog="Remaining --config... arguments are config overrides.")
     parser.add_argument("--devices", type=int, default=None,
                         help="number of devices (default: the --mesh product, else 8 for "
-                             "--table, else 1)")
+                             "--table, else the recipe's parallel.recipe_devices, else 1)")
     parser.add_argument("--device", default="h100", help="accelerator, e.g. h100, a100-80, "
                                                          "tpu-v5p (scaling/hardware.py)")
     parser.add_argument("--mfu", type=float, default=0.45, help="model FLOPs utilization")

@@ -1,7 +1,7 @@
 """`scaling report RUN_DIR... [--csv|--json]`: one row per run.
 
 Columns: run, model, params, FLOPs/token, step, tokens seen, final train loss, final and best
-eval loss, final eval accuracy, a fine-tuning task's other scores (F1, Matthews correlation,
+eval loss, eval bits per byte, final eval accuracy, a fine-tuning task's other scores (F1, Matthews correlation,
 Pearson / Spearman), median tokens/s, median MFU, peak memory, goodput. Rows go from the smallest model
 to the largest. The table uses human units; --csv and --json give raw numbers.
 
@@ -32,6 +32,7 @@ COLUMNS = [
     ("loss", "final_loss", _loss),
     ("eval loss", "final_eval_loss", _loss),
     ("best eval", "best_eval_loss", _loss),
+    ("eval bpb", "final_eval_bpb", _loss),
     ("eval acc", "final_eval_accuracy", _pct),
     ("task score", "task_score", _plain),
     ("tok/s", "median_tokens_per_s", runs_lib.human_count),
@@ -40,6 +41,7 @@ COLUMNS = [
     ("goodput", "goodput", _pct),
 ]
 NUMERIC_TITLES = {"params", "FLOPs/token", "step", "tokens", "loss", "eval loss", "best eval",
+                  "eval bpb",
                   "eval acc", "tok/s", "MFU", "peak mem", "goodput"}
 # A fine-tuning run's other scores, as "f1 0.812 mcc 0.40" in the task score column.
 _SCORE_NAMES = {"final_eval_f1": "f1", "final_eval_macro_f1": "macro-f1",

@@ -1,7 +1,9 @@
 """Input pipeline: tokenizers, the builtin TFDS corpus, objectives and the grain pipeline.
 
-  tokenizer.py   byte (default) and SentencePiece tokenizers, fixed special ids
-  hf_tokenizer.py  a Hugging Face tokenizer.json (data.tokenizer=hf:<dir>), its own special ids
+  tokenizer.py   byte (default), SentencePiece (trained here or published), the dispatcher
+  hf_tokenizer.py  published tokenizers through `tokenizers`: tokenizer.json, GPT-2/RoBERTa
+                 BPE, BERT WordPiece; their own special ids
+  token_bytes.py bytes of text per token id, for losses in bits per byte
   builtin.py     the offline corpus (Python stdlib or the user's files) as a TFDS dataset
   sources.py     documents of a split, builtin, data.files or any prepared TFDS dataset
   files.py       data.files: jsonl, parquet, array_record or text files, local or by URL
@@ -28,9 +30,9 @@ def tokenizer_vocab_size(data_cfg) -> int:
     """Ids the tokenizer of `data_cfg` can produce, without training or reading a corpus."""
     if data_cfg.tokenizer == "sentencepiece":
         return int(data_cfg.sp_vocab_size)
-    if data_cfg.tokenizer.startswith("hf:"):
-        return make_tokenizer(data_cfg).vocab_size
-    return BYTE_VOCAB_SIZE
+    if data_cfg.tokenizer == "byte":
+        return BYTE_VOCAB_SIZE
+    return make_tokenizer(data_cfg).vocab_size  # a published tokenizer: read its files
 
 
 def check_vocab_fits(config, model_vocab_size: int) -> None:

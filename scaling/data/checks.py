@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from scaling.data.tokenizer import make_tokenizer
 
-_TOKENIZERS = ("byte", "sentencepiece")
-
 
 def validate_data_config(config) -> None:
     """Raises a one-line ValueError naming the bad field; touches no data.
@@ -22,11 +20,8 @@ def validate_data_config(config) -> None:
     if d.objective not in (*objectives.OBJECTIVES, "task"):
         raise ValueError(f"data.objective: unknown objective {d.objective!r}; "
                          f"use one of {', '.join(objectives.OBJECTIVES)}, task")
-    if d.tokenizer.startswith("hf:"):
-        _check_hf_tokenizer(d)
-    elif d.tokenizer not in _TOKENIZERS:
-        raise ValueError(f"data.tokenizer: unknown tokenizer {d.tokenizer!r}; "
-                         f"use one of {', '.join(_TOKENIZERS)}, or hf:<dir>")
+    if d.tokenizer not in ("byte", "sentencepiece"):
+        _check_published_tokenizer(d)  # also raises the unknown-tokenizer error
     if d.seq_len <= 0 or (d.objective in ("mlm", "task") and d.seq_len < 3):
         raise ValueError(f"data.seq_len: must be positive (mlm, task: at least 3), "
                          f"got {d.seq_len}")
@@ -74,8 +69,9 @@ def validate_data_config(config) -> None:
         sources.check_prepared(d)  # a known name whose files exist here
 
 
-def _check_hf_tokenizer(d) -> None:
-    """The special tokens the objective needs exist in an hf:<dir> tokenizer."""
+def _check_published_tokenizer(d) -> None:
+    """The files of a published tokenizer load, and it has the special tokens that the
+    objective needs."""
     tok = make_tokenizer(d)  # raises the data.tokenizer error for a missing/bad file
     if d.objective == "mlm" and tok.mask_id is None:
         raise ValueError(f"data.tokenizer: {d.tokenizer!r} has no mask token; the mlm "

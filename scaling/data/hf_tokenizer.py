@@ -1,7 +1,13 @@
-"""Hugging Face tokenizers (`data.tokenizer=hf:<dir>`): `<dir>/tokenizer.json` through the
-`tokenizers` package, so a model imported with `scaling import-hf` reads its own vocabulary.
+"""Published tokenizers through the `tokenizers` package, from their standard files.
 
-Special ids come from the tokens named in tokenizer_config.json / special_tokens_map.json:
+  hf:<dir or tokenizer.json>    any Hugging Face tokenizer.json (what `scaling import-hf` saves)
+  gpt2_bpe:<dir>                GPT-2's byte-level BPE: <dir>/vocab.json + <dir>/merges.txt
+  roberta_bpe:<dir>             RoBERTa's: the same files, with <s> </s> <pad> <unk> <mask>
+  wordpiece:<vocab.txt or dir>  BERT's uncased WordPiece (lowercase, accents stripped)
+  wordpiece_cased:<...>         BERT's cased WordPiece
+
+Each is built the way the `transformers` fast tokenizers build it from the same files, so ids
+agree with theirs (tests/test_tokenizers.py). Special ids come from the tokenizer's own tokens:
     pad   the pad token, else eos (GPT-2 has none and pads with <|endoftext|>)
     eos   the eos token, else sep (BERT separates documents with [SEP])
     bos   the cls token, else bos (cls_id is the same id: an MLM example starts with it)
@@ -21,14 +27,34 @@ from typing import Iterable
 
 import numpy as np
 
-PREFIX = "hf:"
+from scaling.data import token_bytes
+
+KINDS = ("hf", "gpt2_bpe", "roberta_bpe", "wordpiece", "wordpiece_cased")
 _ROLES = ("pad", "eos", "bos", "cls", "sep", "mask", "unk")
 _SENTINEL = re.compile(r"^<extra_id_(\d+)>$")  # T5's sentinels
 
 
+def split_kind(name: str) -> tuple[str, str] | None:
+    """`'gpt2_bpe:/x'` -> `('gpt2_bpe', '/x')`; None unless `name` is one of KINDS."""
+    kind, sep, path = name.partition(":")
+    return (kind, os.path.expanduser(path)) if sep and kind in KINDS else None
+
+
 def tokenizer_dir(name: str) -> str | None:
-    """`hf:<dir>` -> `<dir>`; None for other tokenizer names."""
-    return name[len(PREFIX):] if name.startswith(PREFIX) else None
+    """`hf:<dir>` -> `<dir>` (a tokenizer.json path -> its directory); None otherwise."""
+    parsed = split_kind(name)
+    if parsed is None or parsed[0] != "hf":
+        return None
+    path = parsed[1]
+    return os.path.dirname(path) if path.endswith(".json") else path
+
+
+def _need(path: str, what: str, name: str) -> str:
+    if not os.path.isfile(path):
+        raise ValueError(f"data.tokenizer: {name!r} needs {what}, but {path!r} does not exist "
+                         "(download the tokenizer's files, or set SCALING_TOKENIZERS to "
+                         "where they are)")
+    return path
 
 
 def _named_tokens(directory: str) -> dict[str, str]:
@@ -49,41 +75,39 @@ def _named_tokens(directory: str) -> dict[str, str]:
     return named
 
 
-class HFTokenizer:
-    """A `tokenizer.json` with the interface of `scaling.data.tokenizer.ByteTokenizer`."""
-
-    def __init__(self, directory: str):
-        from tokenizers import Tokenizer  # imported only when an hf tokenizer is asked for
-
-        path = os.path.join(directory, "tokenizer.json")
-        if not os.path.isfile(path):
-            raise ValueError(f"data.tokenizer: no tokenizer.json in {directory!r}")
-        self.directory = directory
-        try:
-            self._tok = Tokenizer.from_file(path)
-        except Exception as e:  # noqa: BLE001  (the Rust library's errors have no common type)
-            raise ValueError(f"data.tokenizer: {path} is not a valid tokenizer.json "
-                             f"({str(e).splitlines()[0][:120]})") from None
+def _digest(*paths: str) -> str:
+    h = hashlib.sha1()
+    for path in paths:
         with open(path, "rb") as f:
-            self._digest = hashlib.sha1(f.read()).hexdigest()[:12]
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+            h.update(f.read())
+    return h.hexdigest()[:12]
 
-        ids = {}
-        for role, text in _named_tokens(directory).items():
-            token_id = self._tok.token_to_id(text)
-            if token_id is not None:
-                ids[role] = token_id
+
+class LibraryTokenizer:
+    """A `tokenizers.Tokenizer` with the interface of `scaling.data.tokenizer.ByteTokenizer`.
+
+    Args:
+      tok: the tokenizer; `named`: role -> token text (pad, eos, bos, cls, sep, mask, unk);
+      key: a short name that changes with the files' content; lengths: 'byte_level',
+      'wordpiece' or 'decode', how `token_bytes` counts each token's bytes.
+    """
+
+    def __init__(self, tok, named: dict[str, str], key: str, lengths: str, name: str):
+        self._tok, self._key, self.name = tok, key, name
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        ids = {role: i for role, text in named.items()
+               if (i := tok.token_to_id(text)) is not None}
         self.eos_id = ids.get("eos", ids.get("sep"))
         self.pad_id = ids.get("pad", self.eos_id)
         if self.pad_id is None or self.eos_id is None:
-            raise ValueError(f"data.tokenizer: {directory!r} names neither a pad nor an eos/sep "
+            raise ValueError(f"data.tokenizer: {name!r} names neither a pad nor an eos/sep "
                              "token (tokenizer_config.json); one is needed for padding")
         self.bos_id = ids.get("cls", ids.get("bos", self.eos_id))
         self.cls_id = self.bos_id
         self.sep_id = ids.get("sep", self.eos_id)
         self.mask_id = ids.get("mask")
 
-        added = self._tok.get_added_tokens_decoder()  # id -> AddedToken
+        added = tok.get_added_tokens_decoder()  # id -> AddedToken
         sentinels = sorted((int(m.group(1)), i) for i, t in added.items()
                            if (m := _SENTINEL.match(t.content)))
         self.sentinel_ids = [i for _, i in sentinels]
@@ -93,6 +117,7 @@ class HFTokenizer:
         regular[[i for i in self.special_ids if i < self.vocab_size]] = False
         # The ids an MLM may substitute as a "random token".
         self.regular_ids = np.flatnonzero(regular).astype(np.int32)
+        self._lengths = lengths
 
     def encode(self, text: str) -> np.ndarray:
         """The int32 ids of `text`, without the special tokens a template would add."""
@@ -103,14 +128,101 @@ class HFTokenizer:
         return self._tok.decode([int(i) for i in np.asarray(ids).reshape(-1)],
                                 skip_special_tokens=True)
 
+    @functools.cached_property
+    def token_bytes(self) -> np.ndarray:
+        """[vocab_size] bytes of text per id (scaling.data.token_bytes)."""
+        vocab = self._tok.get_vocab(with_added_tokens=False)
+        if self._lengths == "byte_level":
+            return token_bytes.byte_level_bpe(vocab, self.vocab_size, self.special_ids)
+        if self._lengths == "wordpiece":
+            return token_bytes.wordpiece(vocab, self.vocab_size, self.special_ids)
+        return token_bytes.decoded(lambda i: self._tok.decode([i]), self.vocab_size,
+                                   self.special_ids)
+
     @property
     def key(self) -> str:
-        """A short name for caches keyed by tokenizer (changes with the file's content)."""
-        return "hf-" + self._digest
+        """A short name for caches keyed by tokenizer (changes with the files' content)."""
+        return self._key
 
 
-@functools.lru_cache(maxsize=4)
-def load(directory: str) -> HFTokenizer:
-    """The tokenizer of `directory`, loaded once per process (the pipeline, the statistics
-    and the model's vocabulary size all ask for it)."""
-    return HFTokenizer(directory)
+def _lengths_of(tok) -> str:
+    """How to count bytes for a tokenizer.json: by its decoder's type."""
+    decoder = json.loads(tok.to_str()).get("decoder") or {}
+    types = {d.get("type") for d in decoder.get("decoders", [decoder])}
+    if "ByteLevel" in types:
+        return "byte_level"
+    return "wordpiece" if "WordPiece" in types else "decode"
+
+
+class HFTokenizer(LibraryTokenizer):
+    """`<dir>/tokenizer.json`, special tokens named by the directory's config files."""
+
+    def __init__(self, directory: str):
+        from tokenizers import Tokenizer  # imported only when such a tokenizer is asked for
+
+        name = "hf:" + directory
+        path = os.path.join(directory, "tokenizer.json")
+        if not os.path.isfile(path):
+            raise ValueError(f"data.tokenizer: no tokenizer.json in {directory!r}")
+        self.directory = directory
+        try:
+            tok = Tokenizer.from_file(path)
+        except Exception as e:  # noqa: BLE001  (the Rust library's errors have no common type)
+            raise ValueError(f"data.tokenizer: {path} is not a valid tokenizer.json "
+                             f"({str(e).splitlines()[0][:120]})") from None
+        super().__init__(tok, _named_tokens(directory), "hf-" + _digest(path),
+                         _lengths_of(tok), name)
+
+
+def _byte_level_bpe(kind: str, directory: str) -> LibraryTokenizer:
+    """GPT-2 / RoBERTa: vocab.json + merges.txt, as transformers' GPT2/RobertaTokenizerFast."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    name = f"{kind}:{directory}"
+    vocab = _need(os.path.join(directory, "vocab.json"), "vocab.json", name)
+    merges = _need(os.path.join(directory, "merges.txt"), "merges.txt", name)
+    tok = Tokenizer(models.BPE.from_file(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    if kind == "gpt2_bpe":
+        named = {"eos": "<|endoftext|>", "bos": "<|endoftext|>", "unk": "<|endoftext|>"}
+        specials = [AddedToken("<|endoftext|>", special=True)]
+    else:
+        named = {"bos": "<s>", "cls": "<s>", "pad": "<pad>", "eos": "</s>", "sep": "</s>",
+                 "unk": "<unk>", "mask": "<mask>"}
+        specials = [AddedToken(t, special=True) for t in ("<s>", "<pad>", "</s>", "<unk>")]
+        specials.append(AddedToken("<mask>", special=True, lstrip=True))
+    tok.add_special_tokens([t for t in specials if tok.token_to_id(t.content) is not None])
+    return LibraryTokenizer(tok, named, f"{kind}-{_digest(vocab, merges)}", "byte_level", name)
+
+
+def _wordpiece(kind: str, path: str) -> LibraryTokenizer:
+    """BERT: vocab.txt, as transformers' BertTokenizerFast (do_lower_case for uncased)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    name = f"{kind}:{path}"
+    vocab = _need(os.path.join(path, "vocab.txt") if os.path.isdir(path) else path,
+                  "vocab.txt", name)
+    tok = Tokenizer(models.WordPiece.from_file(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None,
+        lowercase=kind == "wordpiece")
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.add_special_tokens([AddedToken(t, special=True) for t in
+                            ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+                            if tok.token_to_id(t) is not None])
+    named = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+    return LibraryTokenizer(tok, named, f"{kind}-{_digest(vocab)}", "wordpiece", name)
+
+
+@functools.lru_cache(maxsize=8)
+def load(name: str) -> LibraryTokenizer:
+    """The tokenizer `name` (one of KINDS + ':' + path), loaded once per process (the
+    pipeline, the statistics and the model's vocabulary size all ask for it)."""
+    kind, path = split_kind(name)
+    if kind == "hf":
+        return HFTokenizer(tokenizer_dir(name))
+    if kind in ("gpt2_bpe", "roberta_bpe"):
+        return _byte_level_bpe(kind, path)
+    return _wordpiece(kind, path)

@@ -1,10 +1,15 @@
-"""Tokenizers: a download-free byte tokenizer and an optional corpus-trained SentencePiece
-(and, in hf_tokenizer.py, a Hugging Face tokenizer.json).
+"""Tokenizers, named by `data.tokenizer`:
+
+  byte                          UTF-8 bytes, no files (the default)
+  sentencepiece                 a SentencePiece model trained on the corpus, cached
+  sentencepiece_model:<.model>  a published SentencePiece model (T5, XLNet, ALBERT, ...)
+  hf:, gpt2_bpe:, roberta_bpe:, wordpiece:, wordpiece_cased:   (hf_tokenizer.py)
 
 All share one interface so the objectives never care which is in use:
 
   .vocab_size, .encode(str) -> int32 array, .decode(ids) -> str (specials skipped),
-  .pad_id, .eos_id, .bos_id (also [CLS]), .sep_id, .mask_id, .sentinel_ids, .special_ids
+  .pad_id, .eos_id, .bos_id (also [CLS]), .sep_id, .mask_id, .sentinel_ids, .special_ids,
+  .token_bytes ([vocab_size] bytes of text per id, for bits per byte), .key
 
 The special ids are the same in the byte and SentencePiece tokenizers (PAD=0, EOS=1,
 BOS/CLS=2, SEP=3, MASK=4) so batches from either look alike; a Hugging Face tokenizer keeps
@@ -12,12 +17,15 @@ its own (RoBERTa pads with 1), so code takes them from the tokenizer, never as c
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from scaling.data import token_bytes as token_bytes_lib
 
 PAD_ID, EOS_ID, BOS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
 NUM_RESERVED = 5                    # ids below this are the specials above
@@ -59,6 +67,13 @@ class ByteTokenizer:
         """A short name for caches keyed by tokenizer."""
         return "byte"
 
+    @property
+    def token_bytes(self) -> np.ndarray:
+        """[vocab_size]: 1 for each byte id, 0 for specials and sentinels."""
+        table = np.zeros(self.vocab_size, np.int32)
+        table[BYTE_OFFSET:BYTE_OFFSET + NUM_BYTES] = 1
+        return table
+
 
 class SentencePieceTokenizer:
     """A SentencePiece unigram model trained on the corpus, with our fixed special ids.
@@ -97,6 +112,79 @@ class SentencePieceTokenizer:
     @property
     def key(self) -> str:
         return "sp-" + os.path.basename(self.model_path)
+
+    @property
+    def token_bytes(self) -> np.ndarray:
+        pieces = [self._sp.id_to_piece(i) for i in range(self._num_pieces)]
+        return token_bytes_lib.sentencepiece(pieces, self.vocab_size, self.special_ids)
+
+
+class PretrainedSentencePiece:
+    """A published SentencePiece `.model` (`data.tokenizer=sentencepiece_model:<path>`) with
+    its own ids: pad, eos, bos and unk as the model defines them, `<cls>`/`<sep>`/`<mask>`
+    where it has such pieces (XLNet). A model without `<extra_id_N>` pieces (T5's) gets 100
+    sentinels appended after its pieces, as T5 does, so span corruption works with it.
+    """
+
+    def __init__(self, model_path: str):
+        import sentencepiece as spm
+
+        if not os.path.isfile(model_path):
+            raise ValueError(f"data.tokenizer: no SentencePiece model at {model_path!r} "
+                             "(download it, or set SCALING_TOKENIZERS to where it is)")
+        self.model_path = model_path
+        self._sp = sp = spm.SentencePieceProcessor(model_file=model_path)
+        n = self._num_pieces = sp.get_piece_size()
+        piece = {sp.id_to_piece(i): i for i in range(n)}
+        own = lambda i: i if i >= 0 else None  # noqa: E731  (SentencePiece says -1 for none)
+        self.eos_id = own(sp.eos_id()) if own(sp.eos_id()) is not None else piece.get("<sep>")
+        self.pad_id = own(sp.pad_id()) if own(sp.pad_id()) is not None else self.eos_id
+        if self.eos_id is None or self.pad_id is None:
+            raise ValueError(f"data.tokenizer: {model_path!r} defines neither an eos nor a pad "
+                             "piece; one is needed for padding")
+        self.bos_id = piece.get("<cls>", own(sp.bos_id()))
+        self.bos_id = self.eos_id if self.bos_id is None else self.bos_id
+        self.cls_id = self.bos_id
+        self.sep_id = piece.get("<sep>", self.eos_id)
+        self.mask_id = piece.get("<mask>")
+        sentinels = sorted((int(p[len("<extra_id_"):-1]), i) for p, i in piece.items()
+                           if p.startswith("<extra_id_") and p.endswith(">"))
+        self.sentinel_ids = [i for _, i in sentinels] or list(range(n, n + SP_NUM_SENTINELS))
+        self.vocab_size = max(n, max(self.sentinel_ids) + 1)
+        specials = {i for i in range(n) if sp.is_control(i) or sp.is_unknown(i)}
+        specials |= {i for i in (self.pad_id, self.eos_id, self.bos_id, self.sep_id,
+                                 self.mask_id) if i is not None}
+        self.special_ids = sorted(specials | set(self.sentinel_ids))
+        regular = np.ones(self.vocab_size, bool)
+        regular[self.special_ids] = False
+        self.regular_ids = np.flatnonzero(regular).astype(np.int32)
+        with open(model_path, "rb") as f:
+            self._digest = hashlib.sha1(f.read()).hexdigest()[:12]
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self._sp.encode(text), dtype=np.int32)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        return self._sp.decode([i for i in ids
+                                if i < self._num_pieces and i not in self.special_ids])
+
+    @property
+    def key(self) -> str:
+        return "spm-" + self._digest
+
+    @property
+    def token_bytes(self) -> np.ndarray:
+        pieces = [self._sp.id_to_piece(i) for i in range(self._num_pieces)]
+        return token_bytes_lib.sentencepiece(pieces, self.vocab_size, self.special_ids)
+
+
+SP_MODEL_PREFIX = "sentencepiece_model:"
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_sentencepiece(path: str) -> PretrainedSentencePiece:
+    return PretrainedSentencePiece(path)
 
 
 def train_sentencepiece(texts: Sequence[str], model_prefix: str, vocab_size: int) -> str:
@@ -143,17 +231,22 @@ def make_tokenizer(data_cfg, *, texts: Sequence[str] | None = None):
         reused by later runs (and by every host: train it once before a multi-host run).
 
     Returns:
-      A `ByteTokenizer`, `SentencePieceTokenizer` or (`hf:<dir>`) `HFTokenizer`.
+      A `ByteTokenizer`, `SentencePieceTokenizer`, `PretrainedSentencePiece` or
+      `hf_tokenizer.LibraryTokenizer`.
     """
+    from scaling.data import hf_tokenizer  # the tokenizers package is imported only on use
+
     kind = data_cfg.tokenizer
     if kind == "byte":
         return ByteTokenizer()
-    if kind.startswith("hf:"):
-        from scaling.data import hf_tokenizer  # local import: needs the tokenizers package
-        return hf_tokenizer.load(hf_tokenizer.tokenizer_dir(kind))
+    if hf_tokenizer.split_kind(kind) is not None:
+        return hf_tokenizer.load(kind)
+    if kind.startswith(SP_MODEL_PREFIX):
+        return _pretrained_sentencepiece(os.path.expanduser(kind[len(SP_MODEL_PREFIX):]))
     if kind != "sentencepiece":
-        raise ValueError(f"data.tokenizer: unknown tokenizer {kind!r}; use 'byte', "
-                         "'sentencepiece' or 'hf:<dir>'")
+        raise ValueError(f"data.tokenizer: unknown tokenizer {kind!r}; use byte, "
+                         f"sentencepiece, {SP_MODEL_PREFIX}<file.model>, or "
+                         f"{', '.join(k + ':<path>' for k in hf_tokenizer.KINDS)}")
     from scaling.data import sources  # local import: sources imports TFDS (slow)
 
     key = sources.dataset_key(data_cfg)
