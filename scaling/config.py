@@ -38,7 +38,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.data_dir = ""                # TFDS data dir ("" = TFDS default, ~/tensorflow_datasets)
     c.data.download = False             # TFDS name not prepared in data_dir: download and
                                         #   prepare it as array_record (else: an error naming
-                                        #   the `tfds build` command)
+                                        #   the `tfds build` command); every host would, so
+                                        #   prepare once before a multi-host run
     c.data.text_key = "text"            # TFDS feature holding text (or source for translation)
     c.data.target_key = ""              # translation datasets: target language key
     c.data.tokenizer = "byte"           # byte | sentencepiece

@@ -131,3 +131,19 @@ def test_meta_mismatch_is_one_line_naming_the_field(config, tmp_path, capsys):
                            str(tmp_path / "run"), f"--config.data.dataset=prepared:{tmp_path}x"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "holds no meta.json" in err, err
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "--out: required"),
+    (["--out", "OUT", "--processes", "0"], "--processes: must be >= 1, got 0"),
+    (["--out", "OUT", "--config.data.objective=translation"],
+     "data.objective: prepare-data packs text for causal_lm"),
+    (["--out", "OUT", "--config.data.dataset=prepared:OUT"], "data.dataset: already prepared"),
+])
+def test_prepare_data_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in args]
+    code = prepare_cmd.main(["--config", "experiments/gpt2.py:tiny", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert err.startswith(f"scaling prepare-data: error: {message}"), err
+    assert not (tmp_path / "out").exists()

@@ -188,3 +188,21 @@ def test_bad_files_config_is_one_line_naming_the_field(files_dir, fields, messag
         data.validate_data_config(c)
         data.make_pipeline(c, "train")
     assert str(e.value).startswith(message) and "\n" not in str(e.value), str(e.value)
+
+
+def test_random_access_across_row_groups_and_records_after_pickling(files_dir):
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    d, written = files_dir
+    texts = _docs("grouped", 10)
+    column = texts[:4] + [None, "  "] + texts[4:]  # a null and a blank row are no documents
+    pq.write_table(pa.table({"content": column}), d / "g.parquet", row_group_size=3)
+    c = _files_config(f"{d}/g.parquet,{d}/d.array_record,{d}/a.jsonl",
+                      eval_files=f"{d}/e.txt")
+    expected = texts + written["d.array_record"] + written["a.jsonl"]
+    source = pickle.loads(pickle.dumps(sources.open_split(c.data, "train")))
+    order = np.random.default_rng(0).permutation(len(expected))
+    assert len(source) == len(expected)
+    assert [source[int(i)] for i in order] == [expected[i] for i in order]

@@ -240,6 +240,8 @@ def prepare(config, out_dir: str, *, processes: int = 1, splits=SPLITS,
     length, stride = pipeline.chunk_length(data_cfg, tokenizer)
     rows_per_shard = rows_per_shard or max(1, _ROWS_PER_SHARD_BYTES // (4 * length))
     epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    # A stale meta.json must not describe shards this run is about to overwrite.
+    (epath.Path(out_dir) / META).unlink(missing_ok=True)
     meta = dict(format=1, dataset=data_cfg.dataset, dataset_key=sources.dataset_key(data_cfg),
                 tokenizer=tokenizer.key, vocab_size=int(tokenizer.vocab_size),
                 seq_len=int(data_cfg.seq_len), objective=data_cfg.objective,
