@@ -123,6 +123,7 @@ def test_meta_mismatch_is_one_line_naming_the_field(config, tmp_path, capsys):
     with pytest.raises(ValueError, match="^data.tokenizer: .* prepared with tokenizer "
                                          "'sp-other.model', this config's is 'byte'"):
         data.validate_data_config(p)
+    capsys.readouterr()  # drop what preparing the corpus printed (TFDS progress bars)
     code = train_cmd.main(["--config", "experiments/gpt2.py:tiny", "--workdir",
                            str(tmp_path / "run"), f"--config.data.dataset=prepared:{tmp_path}"])
     err = capsys.readouterr().err.strip()
