@@ -31,9 +31,12 @@ setup(
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
                  # the reference models of tests/test_hf.py (CPU wheels are enough)
                  "torch>=2.13,<2.14", "transformers>=5.20,<6",
-                 "scikit-learn>=1.5,<2"],  # reference metrics in tests/test_task_metrics.py
+                 "scikit-learn>=1.5,<2",  # reference metrics in tests/test_task_metrics.py
+                 "wandb>=0.31,<0.32"],  # tests/test_tracking.py reads an offline W&B run
         # import-hf SRC given as a Hub name (downloads the model directory)
         "hf": ["huggingface_hub>=2.4,<3"],
+        # metrics.wandb=True (scaling/tracking.py)
+        "wandb": ["wandb>=0.31,<0.32"],
     },
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
 )

@@ -141,5 +141,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.metrics.device_peak_tflops = 0.0  # 0 = look up the device, or probe the CPU (cached)
     c.metrics.cpu_peak_max_age_days = 7.0  # CPU: measure the cached probe again when older
     c.metrics.cpu_peak_repeats = 5      # CPU: readings per probe (best = peak; spread shown)
-    c.metrics.tensorboard = True
+    c.metrics.tensorboard = True        # workdir/tb: scalars, the config as hparams, traces
+    c.metrics.profile_steps = ""        # "FIRST:LAST", e.g. "5:8": trace those steps into
+                                        #   workdir/tb/plugins/profile ("" = no trace)
+    c.metrics.wandb = False             # also log to Weights & Biases (the "wandb" extra)
+    c.metrics.wandb_project = "scaling"
+    c.metrics.wandb_run_name = ""       # "" = the workdir's name
+    c.metrics.wandb_entity = ""         # "" = W&B's default entity
     return c

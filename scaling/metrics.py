@@ -56,6 +56,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scaling.profiling import parse_profile_steps
+
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
 
@@ -83,8 +85,10 @@ def to_json_value(value: Any) -> Any:
     return str(value)
 
 
-def validate_config(m) -> None:
-    """The `metrics` section's cheap checks, as one-line ValueErrors naming the field."""
+def validate_config(m, total_steps: int | None = None) -> None:
+    """The `metrics` section's cheap checks, as one-line ValueErrors naming the field.
+
+    total_steps: train.steps, which a profile window must not start after."""
     if m.device_peak_tflops < 0:
         raise ValueError(f"metrics.device_peak_tflops: must be >= 0 (0 = look up or probe), "
                          f"got {m.device_peak_tflops}")
@@ -94,6 +98,22 @@ def validate_config(m) -> None:
     if m.cpu_peak_max_age_days < 0:
         raise ValueError(f"metrics.cpu_peak_max_age_days: must be >= 0 (0 = measure at every "
                          f"run), got {m.cpu_peak_max_age_days}")
+    parse_profile_steps(m.profile_steps, total_steps)
+
+
+def flatten_config(config: dict, prefix: str = "") -> dict:
+    """{"model": {"width": 64}} -> {"model.width": 64}; leaves that are not a str, bool, int
+    or float become JSON text, None stays None."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, name + "."))
+        elif value is None or isinstance(value, (str, bool, int, float)):
+            flat[name] = value
+        else:
+            flat[name] = json.dumps(to_json_value(value))
+    return flat
 
 
 def _default_enabled() -> bool:
@@ -113,15 +133,19 @@ class MetricsWriter:
         workdir: the run directory (created if missing).
         enabled: write anything at all; default `jax.process_index() == 0`.
         tensorboard: also write numeric fields as TensorBoard scalars under `workdir/tb`.
+        tracker: also hand each record's numeric fields to this tracker
+            (`scaling.tracking.WandbTracker`: log(step, scalars), event(kind, fields),
+            close()); closed with the writer.
     """
 
     def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, tracker=None):
         self.enabled = _default_enabled() if enabled is None else bool(enabled)
         self.workdir = os.fspath(workdir)
         self.path = os.path.join(self.workdir, METRICS_FILE)
         self._file = None
         self._tb = None
+        self._tracker = tracker if self.enabled else None
         if not self.enabled:
             return
         os.makedirs(self.workdir, exist_ok=True)
@@ -139,13 +163,31 @@ class MetricsWriter:
         line = json.dumps(clean, allow_nan=False, separators=(", ", ": ")) + "\n"
         self._file.write(line)      # one call, one complete line
         self._file.flush()
-        if self._tb is not None and isinstance(clean.get("step"), int) and "event" not in clean:
-            step = clean["step"]
-            for key, value in clean.items():
-                if key in ("step", "time") or isinstance(value, bool):
-                    continue
-                if isinstance(value, (int, float)):
-                    self._tb.add_scalar(key, value, global_step=step, walltime=clean["time"])
+        if "event" in clean:
+            if self._tracker is not None:
+                self._tracker.event(clean["event"], {k: v for k, v in clean.items()
+                                                     if k not in ("event", "time")})
+            return
+        if not isinstance(clean.get("step"), int):
+            return
+        step = clean["step"]
+        scalars = {k: v for k, v in clean.items() if k not in ("step", "time")
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self._tb is not None:
+            for key, value in scalars.items():
+                self._tb.add_scalar(key, value, global_step=step, walltime=clean["time"])
+        if self._tracker is not None:
+            self._tracker.log(step, scalars)
+
+    def write_hparams(self, config: dict) -> None:
+        """The resolved config as TensorBoard hparams ("model.width" = 64, ...), in this run's
+        event file, so the HPARAMS tab lists it next to the loss and throughput scalars."""
+        if self._tb is None:
+            return
+        from tensorboardX.summary import hparams  # noqa: PLC0415
+        metric_tags = {tag: 0.0 for tag in ("loss", "eval_loss", "tokens_per_s", "mfu")}
+        for summary in hparams(flatten_config(config), metric_tags):
+            self._tb.file_writer.add_summary(summary)
 
     def write_event(self, kind: str, **fields) -> None:
         """Append a one-off record `{"event": kind, **fields}` (run_start, compile, run_end)."""
@@ -159,6 +201,9 @@ class MetricsWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
         if self._tb is not None:
             self._tb.close()
             self._tb = None

@@ -22,12 +22,13 @@ from scaling.batch_spec import FAMILY_OBJECTIVES
 from scaling import data as data_lib
 from scaling.compile_step import compile_step
 from scaling.config_loading import ConfigError
-from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
+from scaling import distributed, pmap_engine, sharding, tasks, tracking, workdir_lock
 from scaling import hardware
 from scaling import metrics as metrics_lib
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
 from scaling.models import build_model, example_batch, model_spec
 from scaling.optim import make_optimizer, make_schedule, validate_optim_config
+from scaling.profiling import StepTracer, parse_profile_steps
 from scaling.progress import Progress
 from scaling.sizes import count_params
 from scaling.spec import ModelSpec
@@ -71,7 +72,7 @@ def validate(config, data_checks: bool = True) -> ModelSpec:
         raise ValueError(f"parallel.engine: unknown {config.parallel.engine!r}; allowed: "
                          "'jit', 'pmap'")
     sharding.logical_rules(config.parallel.rules)
-    metrics_lib.validate_config(config.metrics)
+    metrics_lib.validate_config(config.metrics, config.train.steps)
     return spec
 
 
@@ -129,10 +130,10 @@ def run(config, workdir: str) -> dict:
 
     # ---- 3. Workdir and the resolved config (process 0 writes) ---------------------------
     # One writer per workdir: the lock comes before anything is written or cleaned.
+    resolved = config.to_dict()
+    resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
     if jax.process_index() == 0:
         workdir_lock.acquire(workdir)
-        resolved = config.to_dict()
-        resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(resolved, f, indent=1, default=str)
 
@@ -292,7 +293,11 @@ def run(config, workdir: str) -> dict:
     hw_flops = float(cost.get("flops", 0.0)) or None
 
     # ---- 7. Metrics sinks -------------------------------------------------------------------
-    writer = MetricsWriter(workdir, tensorboard=config.metrics.tensorboard)
+    # W&B (metrics.wandb) gets every record the writer writes; process 0 only.
+    tracker = (tracking.open_wandb(config.metrics, resolved, workdir)
+               if jax.process_index() == 0 else None)
+    writer = MetricsWriter(workdir, tensorboard=config.metrics.tensorboard, tracker=tracker)
+    writer.write_hparams(resolved)
     m = config.metrics
     peak, peak_source = hardware.device_peak_flops(
         override_tflops=m.device_peak_tflops, max_age_days=m.cpu_peak_max_age_days,
@@ -346,6 +351,8 @@ def run(config, workdir: str) -> dict:
     # (On a CPU host set up by scaling/runtime/host_malloc.py a single-device step runs on this
     # thread, so the loop cannot run ahead of it there; grain's threads still prefetch.)
     progress = Progress(steps, start_step=int(state.step))
+    tracer = StepTracer(parse_profile_steps(config.metrics.profile_steps),  # metrics.profile_steps
+                        os.path.join(workdir, metrics_lib.TB_DIR))
     pending, data_wait, train_losses, last_eval = [], 0.0, [], {}
     interval_start = time.perf_counter()
     batch = first
@@ -355,7 +362,12 @@ def run(config, workdir: str) -> dict:
             poison = config.train.poison_step
             if poison and poison <= step < poison + config.train.poison_steps:  # testing hook
                 batch = dict(batch, weights=batch["weights"] * np.nan)
+            traced_s = tracer.before_step(step)
             state, metrics = compiled(state, batch)
+            traced_s += tracer.after_step(step, metrics)
+            if traced_s:  # starting / stopping the trace is not step time
+                meter.mark_unproductive(traced_s, "profile")
+                interval_start += traced_s
             pending.append(metrics)
             checkpoints.check()  # a background save that failed stops the run here
             data_state = train_iter.get_state()  # the position of the NEXT batch to consume
@@ -429,6 +441,7 @@ def run(config, workdir: str) -> dict:
             checkpoints.save(final_step, host_state(state), data_state)
             checkpoints.wait()
         meter.mark_unproductive(time.perf_counter() - t, "checkpoint")
+    tracer.close()
     checkpoints.close()
     progress.close()
     if stopped_at is not None:
