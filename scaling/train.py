@@ -9,7 +9,6 @@ Read it top to bottom; each banner is one stage. Only this file talks to data, m
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -22,7 +21,7 @@ from scaling.batch_spec import FAMILY_OBJECTIVES
 from scaling import data as data_lib
 from scaling.compile_step import compile_step
 from scaling.config_loading import ConfigError
-from scaling import distributed, pmap_engine, sharding, tasks, workdir_lock
+from scaling import distributed, pmap_engine, sharding, storage, tasks, workdir_lock
 from scaling.hardware import device_peak_flops
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
 from scaling.models import build_model, example_batch, model_spec
@@ -128,8 +127,8 @@ def run(config, workdir: str) -> dict:
         workdir_lock.acquire(workdir)
         resolved = config.to_dict()
         resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(resolved, f, indent=1, default=str)
+        storage.write_text_atomic(storage.join(workdir, "config.json"),
+                                  json.dumps(resolved, indent=1, default=str))
 
     # ---- 4. Data: this host's rows of every global batch --------------------------------
     host = dict(process_index=jax.process_index(), process_count=jax.process_count())
@@ -195,7 +194,7 @@ def run(config, workdir: str) -> dict:
             state, data_state, start_step = checkpoints.restore(resume, target)
             if data_state is not None:  # None: a checkpoint written by `scaling import-hf`
                 train_iter.set_state(data_state)
-            ckpt_lib.trim_partial_line(os.path.join(workdir, "metrics.jsonl"))
+            ckpt_lib.trim_partial_line(storage.join(workdir, "metrics.jsonl"))
             window_carry = cut_window(workdir, start_step, config.train.log_every)
             if start_step >= steps:  # restored and verified: nothing left to train
                 checkpoints.close()
@@ -386,6 +385,7 @@ def run(config, workdir: str) -> dict:
             if checkpoints.due(step) and step < steps:
                 check_finite(jax.device_get(pending), step)
                 if worth_saving(step):
+                    writer.flush()  # a bucket's metrics.jsonl holds every record up to here
                     save_s = checkpoints.save(step, host_state(state), data_state)
                     meter.mark_unproductive(save_s, "checkpoint")
                     interval_start += save_s

@@ -1,0 +1,124 @@
+"""Run directories in a bucket: a gs:// training run, stopped and resumed, equals a local one.
+
+The bucket is a fake GCS server (gcp-storage-emulator, in this process, in memory) that both
+gcsfs (epath: metrics.jsonl, config.json, TensorBoard) and tensorstore (orbax: checkpoints)
+talk to through their emulator settings. The reference is the same run in a local directory.
+"""
+import contextlib
+import logging
+import os
+import socket
+
+import pytest
+
+from scaling import storage
+from scaling.commands import train as train_cmd
+from scaling.runs import read_run
+from scaling.stop import StopRequest
+
+from _util import run_on_one_device, tiny_config
+
+gcp_storage_emulator = pytest.importorskip("gcp_storage_emulator.server")
+
+STEPS, STOP_AT = 6, 3
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    """A fake gs://bkt for this module; the emulator settings are undone afterwards."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    url = f"http://localhost:{port}"
+    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+           "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x", "NO_GCE_CHECK": "true",
+           # gcsfs's bucket-type lookup needs real credentials: off (read at import)
+           "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    for name in ("gcp_storage_emulator", "gcsfs", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    server = gcp_storage_emulator.create_server("localhost", port, in_memory=True,
+                                                default_bucket="bkt")
+    server.start()
+    try:
+        yield "gs://bkt"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def config(data_dir):
+    c = tiny_config("gpt2", data_dir, steps=STEPS)
+    c.train.update(log_every=2, eval_every=3)
+    c.checkpoint.every = 2
+    c.metrics.tensorboard = True
+    return c
+
+
+@contextlib.contextmanager
+def stop_after(step):
+    """As a SIGTERM arriving during `step`: the loop saves that step and stops."""
+    original = StopRequest.reached
+
+    def reached(self, s):
+        if s == step:
+            self.signal_name = "SIGTERM"
+        return original(self, s)
+
+    StopRequest.reached = reached
+    try:
+        yield
+    finally:
+        StopRequest.reached = original
+
+
+def test_bucket_run_stopped_and_resumed_equals_local_run(bucket, data_dir, tmp_path):
+    import jax
+    import numpy as np
+
+    local = run_on_one_device(config(data_dir), tmp_path / "local")
+
+    workdir = f"{bucket}/run"
+    with stop_after(STOP_AT):
+        first = run_on_one_device(config(data_dir), workdir)
+    assert first["stopped_at"] == STOP_AT
+    resumed = run_on_one_device(config(data_dir), workdir)
+    assert resumed["start_step"] == STOP_AT
+
+    for x, y in zip(jax.tree.leaves(local["state"].params),
+                    jax.tree.leaves(resumed["state"].params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    local_run, bucket_run = read_run(tmp_path / "local"), read_run(workdir)
+    assert [(r["step"], r["loss"]) for r in bucket_run.train] == \
+        [(r["step"], r["loss"]) for r in local_run.train]
+    assert [r["eval_loss"] for r in bucket_run.evals] == [r["eval_loss"] for r in local_run.evals]
+    assert bucket_run.run_end is not None and bucket_run.config == local_run.config
+
+    root = storage.path(workdir)
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()
+                  if p.name.isdigit()) == ["4", "6"]          # keep=2 of 2, 3, 4, 6
+    events = list((root / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 2 and all(p.stat().length > 0 for p in events)  # one per start
+    assert not os.path.exists("gs:")  # a URL taken for a local path would make ./gs:/bkt
+
+
+@pytest.mark.parametrize("url, says", [
+    ("ftp://host/run", "unknown scheme 'ftp://'"),
+    ("s3://bkt/run", "s3:// cannot hold training checkpoints"),
+    ("gs://", "names no bucket"),
+])
+def test_unusable_workdir_url_exits_2_in_one_line(url, says, data_dir, tmp_path, capsys,
+                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = train_cmd.main(["--config", f"{REPO}/experiments/gpt2.py:tiny", "--workdir", url,
+                           f"--config.data.data_dir={data_dir}", "--config.train.steps=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "--workdir" in err and says in err, err
+    assert os.listdir(tmp_path) == []
