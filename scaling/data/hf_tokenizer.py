@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
 from typing import Iterable
 
 import numpy as np
+
+from scaling import storage
 
 PREFIX = "hf:"
 _ROLES = ("pad", "eos", "bos", "cls", "sep", "mask", "unk")
@@ -35,11 +36,10 @@ def _named_tokens(directory: str) -> dict[str, str]:
     """role -> token text, from tokenizer_config.json then special_tokens_map.json."""
     named = {}
     for filename in ("special_tokens_map.json", "tokenizer_config.json"):  # later wins
-        path = os.path.join(directory, filename)
-        if not os.path.isfile(path):
+        path = storage.join(directory, filename)
+        if not storage.path(path).is_file():
             continue
-        with open(path) as f:
-            entries = json.load(f)
+        entries = json.loads(storage.read_text(path))
         for role in _ROLES:
             value = entries.get(f"{role}_token")
             if isinstance(value, dict):
@@ -55,17 +55,17 @@ class HFTokenizer:
     def __init__(self, directory: str):
         from tokenizers import Tokenizer  # imported only when an hf tokenizer is asked for
 
-        path = os.path.join(directory, "tokenizer.json")
-        if not os.path.isfile(path):
+        path = storage.join(directory, "tokenizer.json")
+        if not storage.path(path).is_file():
             raise ValueError(f"data.tokenizer: no tokenizer.json in {directory!r}")
         self.directory = directory
+        data = storage.path(path).read_bytes()  # a local file or a URL (an imported run's)
         try:
-            self._tok = Tokenizer.from_file(path)
+            self._tok = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as e:  # noqa: BLE001  (the Rust library's errors have no common type)
             raise ValueError(f"data.tokenizer: {path} is not a valid tokenizer.json "
                              f"({str(e).splitlines()[0][:120]})") from None
-        with open(path, "rb") as f:
-            self._digest = hashlib.sha1(f.read()).hexdigest()[:12]
+        self._digest = hashlib.sha1(data).hexdigest()[:12]
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
 
         ids = {}
