@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from scaling import storage
-from scaling.commands import train as train_cmd
+from scaling.commands import report as report_cmd, train as train_cmd
 from scaling.runs import read_run
 from scaling.stop import StopRequest
 
@@ -177,6 +177,24 @@ def test_bucket_run_stopped_and_resumed_equals_local_run(bucket, data_dir, tmp_p
     events = list((root / "tb").glob("events.out.tfevents.*"))
     assert len(events) == 2 and all(p.stat().length > 0 for p in events)  # one per start
     assert not os.path.exists("gs:")  # a URL taken for a local path would make ./gs:/bkt
+    assert report_cmd.main([workdir, "--json"]) == 0
+
+
+def test_bucket_lines_are_uploaded_every_ten_seconds_and_on_flush(bucket):
+    """No append on a bucket: the appender rewrites the object, at most every 10 s."""
+    now = [0.0]
+    target = f"{bucket}/lines/metrics.jsonl"
+    storage.path(target).write_text('{"step": 0}\n')  # a resumed run continues the file
+    lines = storage.LineAppender(target, upload_every_s=10, clock=lambda: now[0])
+    lines.write('{"step": 1}\n')
+    assert storage.read_text(target) == '{"step": 0}\n'   # within 10 s: not yet
+    now[0] = 10.0
+    lines.write('{"step": 2}\n')
+    assert storage.read_text(target).splitlines() == ['{"step": 0}', '{"step": 1}',
+                                                      '{"step": 2}']
+    lines.write('{"step": 3}\n')
+    lines.close()
+    assert storage.read_text(target).splitlines()[-1] == '{"step": 3}'
 
 
 @pytest.mark.parametrize("url, says", [
