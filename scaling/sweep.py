@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shlex
 import time
 
 import ml_collections
+
+from scaling import storage
 
 BUDGETS = ("tokens", "flops")
 LR_RULES = ("constant", "kaplan")
@@ -134,7 +135,7 @@ def is_finished(run_dir: str) -> bool:
     """True when the run's metrics.jsonl records a `run_end` event."""
     from scaling.runs import read_run  # noqa: PLC0415
 
-    return os.path.isfile(os.path.join(run_dir, "metrics.jsonl")) and \
+    return storage.path(storage.join(run_dir, "metrics.jsonl")).is_file() and \
         read_run(run_dir).run_end is not None
 
 
@@ -168,7 +169,7 @@ def launch_commands(config_arg: str, workdir: str, sweep_members: list[Member],
     for m in sweep_members:
         explicit = [f"--config.{f}={_get(m.config, f)}" for f in MEMBER_FIELDS]
         argv = ["scaling", "train", "--config", f"{config_arg}.{m.index}",
-                "--workdir", os.path.join(workdir, m.name), *kept, *explicit]
+                "--workdir", storage.join(workdir, m.name), *kept, *explicit]
         lines.append(" ".join(shlex.quote(a) for a in argv))
     return lines
 
@@ -189,11 +190,11 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
     """
     if train_fn is None:
         from scaling.train import run as train_fn  # noqa: PLC0415
-    os.makedirs(workdir, exist_ok=True)
+    storage.path(workdir).mkdir(parents=True, exist_ok=True)
     ran, skipped, per_run = [], [], {}
     start = time.perf_counter()
     for m in sweep_members:
-        run_dir = os.path.join(workdir, m.name)
+        run_dir = storage.join(workdir, m.name)
         header = (f"[{m.index + 1}/{len(sweep_members)}] {m.name}: "
                   f"N={m.non_embedding_params:,} non-embedding, {m.steps} steps, "
                   f"{m.tokens:,} tokens, C=6ND={m.flops_6nd:.3g}")
@@ -201,7 +202,7 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
             log(f"{header}: finished earlier, skipped")
             skipped.append(m.name)
             continue
-        log(f"{header}{': resuming' if os.path.isdir(run_dir) else ''}")
+        log(f"{header}{': resuming' if storage.path(run_dir).is_dir() else ''}")
         t = time.perf_counter()
         train_fn(m.config, run_dir)
         per_run[m.name] = time.perf_counter() - t
@@ -217,6 +218,5 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
                             "heads": m.heads, "non_embedding_params": m.non_embedding_params,
                             "params": m.params, "steps": m.steps, "tokens": m.tokens,
                             "flops_6nd": m.flops_6nd} for m in sweep_members]}
-    with open(os.path.join(workdir, SWEEP_FILE), "w") as f:
-        json.dump(summary, f, indent=1)
+    storage.write_text_atomic(storage.join(workdir, SWEEP_FILE), json.dumps(summary, indent=1))
     return summary
