@@ -55,12 +55,14 @@ def trend_warnings(x, y, what: str = "loss", size: str = "N") -> list[str]:
     return []
 
 
-def frontier_warnings(n_frontier: int, n_constants: int, size: str = "N") -> list[str]:
+def frontier_warnings(n_frontier: int, n_constants: int, size: str = "N",
+                      definition: str | None = None) -> list[str]:
     """A warning when the frontier has no more points than the fit has constants."""
     if n_frontier <= n_constants:
-        return [f"only {n_frontier} point(s) on the frontier (each better than every "
-                f"smaller {size}) for {n_constants} constants: the fit passes through them "
-                "and its constants mean little"]
+        definition = definition or f"each better than every smaller {size}"
+        return [f"only {n_frontier} point(s) on the frontier ({definition}) for "
+                f"{n_constants} constants: the fit passes through them and its constants "
+                "mean little"]
     return []
 
 
