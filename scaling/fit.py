@@ -413,11 +413,13 @@ def format_report(fits: ScalingFits, metric: str = "loss") -> str:
 def warn_on_axes(ax, messages: list[str]) -> None:
     """Failed checks written in red across a plot panel, so a figure cannot hide them."""
     if messages:
-        text = "\n".join("WARNING: " + (m if len(m) <= 90 else m[:87] + "...")
+        import textwrap  # noqa: PLC0415
+        text = "\n".join(textwrap.fill("WARNING: " + m, 80, subsequent_indent="   ")
                          for m in messages[:4])
-        ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=6.5, color="red",
-                va="bottom", ha="left", wrap=True,
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "red"})
+        # Below the panel (under its x label), so that it hides no data.
+        ax.text(0.0, -0.26, text, transform=ax.transAxes, fontsize=7, color="red",
+                va="top", ha="left",
+                bbox={"facecolor": "white", "edgecolor": "red"})
 
 
 def plot(fits: ScalingFits, points: list[RunPoints], path: str, metric: str = "loss") -> None:
@@ -431,9 +433,11 @@ def plot(fits: ScalingFits, points: list[RunPoints], path: str, metric: str = "l
     xs = np.geomspace(fits.sizes.min() / 1.5, fits.sizes.max() * 1.5, 200)
     lo, hi = f.band(xs)
     ax_n.fill_between(xs, lo, hi, alpha=0.2, color="C0", label="95% bootstrap band")
-    ax_n.plot(xs, f(xs), color="C0",
-              label=f"E + A·N^-α, α={f.alpha:.3f} "
-                    f"[{f.intervals['alpha'][1]:.3f}, {f.intervals['alpha'][2]:.3f}]")
+    label = (f"E + A·N^-α, α={f.alpha:.3f} "
+             f"[{f.intervals['alpha'][1]:.3f}, {f.intervals['alpha'][2]:.3f}]")
+    if f.warnings:
+        label = "E + A·N^-α: failed its checks (see warnings), not an estimate"
+    ax_n.plot(xs, f(xs), color="C0", ls="--" if f.warnings else "-", label=label)
     ax_n.scatter(fits.sizes, fits.final_losses, color="k", zorder=3, label="final eval loss")
     ax_n.set(xscale="log", xlabel="non-embedding parameters N", ylabel=UNITS[metric],
              title="L(N)")
