@@ -124,3 +124,17 @@ def test_isoflop_command_on_run_directories(tmp_path, capsys):
     assert "3 budget(s)" in text and "N*(C) ∝ C^a: a " in text and "95% CI" in text
     assert "L(N, D) = E + A/N^alpha + B/D^beta" in text and "compute-optimal a:" in text
     assert out.is_file() and out.stat().st_size > 20_000
+
+
+def test_points_file_json_report_and_a_bad_file(tmp_path, capsys):
+    assert fit_cmd.main(["--isoflop", "--points", str(FIXTURE), "--boot", "20", "--json",
+                         "--plot", str(tmp_path / "iso.png")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert abs(report["isoflop"]["a"] - A_TRUE) < 0.05
+    assert report["isoflop"]["b"] == pytest.approx(1 - report["isoflop"]["a"])
+    assert set(report["approach3"]["intervals_95"]) == {"E", "A", "alpha", "B", "beta"}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"points": [{"params": 1}]}')
+    assert fit_cmd.main(["--isoflop", "--points", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"scaling fit: error: --points {bad}")

@@ -141,7 +141,13 @@ def _chinchilla(args) -> int:
     from scaling.fit import UNITS  # noqa: PLC0415
 
     if args.points:
-        rows = _rows_from_file(args.points)
+        try:
+            rows = _rows_from_file(args.points)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            print(f"scaling fit: error: --points {args.points}: unreadable "
+                  f"({type(e).__name__}: {e}); want {{\"points\": [{{\"params\", "
+                  "\"tokens\", \"loss\", optional \"flops\"}, ...]}", file=sys.stderr)
+            return 2
     elif args.run_dirs:
         rows = _rows_from_runs(args)
     else:
