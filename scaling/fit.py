@@ -38,6 +38,7 @@ No JAX here; matplotlib only in `plot()`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -89,6 +90,20 @@ class PowerLawFit:
 def power_law(x, E, A, alpha):
     """E + A·x^(-alpha)."""
     return E + A * np.power(x, -alpha)
+
+
+def one_blas_thread():
+    """A context with one BLAS thread, where threadpoolctl is installed (else no change).
+
+    The optimizers here call BLAS on vectors of a few elements; a multi-threaded BLAS on
+    busy cores makes each call wait on its threads, and a bootstrap of such fits many times
+    slower than on one thread.
+    """
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _fit_once(x, y, starts, form):
@@ -147,6 +162,11 @@ def fit_power_law(x, y, *, form: str = "offset", boot: int = 1000, seed: int = 0
                        f"(E, A, alpha); got {distinct}")
     if np.any(x <= 0) or np.any(y <= 0):
         raise FitError(f"{what}: sizes and losses must be positive")
+    with one_blas_thread():
+        return _fit_power_law(x, y, distinct, form, boot, seed, what)
+
+
+def _fit_power_law(x, y, distinct, form, boot, seed, what) -> PowerLawFit:
     ymin = float(np.min(y))
     starts = [(0.0, float(np.ptp(y)) + 1e-3), (0.5 * ymin, 0.5 * ymin),
               (0.9 * ymin, 0.1 * ymin + 1e-3)]

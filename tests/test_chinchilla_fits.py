@@ -119,7 +119,7 @@ def test_isoflop_command_on_run_directories(tmp_path, capsys):
             loss = 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28
             _write_run(root / f"c{k}-{j}", n, d, loss, flops=c if k == 0 else None)
     out = tmp_path / "iso.png"
-    assert fit_cmd.main(["--isoflop", str(root), "--plot", str(out), "--boot", "30"]) == 0
+    assert fit_cmd.main(["--isoflop", str(root), "--plot", str(out), "--boot", "10"]) == 0
     text = capsys.readouterr().out
     assert "3 budget(s)" in text and "N*(C) ∝ C^a: a " in text and "95% CI" in text
     assert "L(N, D) = E + A/N^alpha + B/D^beta" in text and "compute-optimal a:" in text
@@ -127,7 +127,7 @@ def test_isoflop_command_on_run_directories(tmp_path, capsys):
 
 
 def test_points_file_json_report_and_a_bad_file(tmp_path, capsys):
-    assert fit_cmd.main(["--isoflop", "--points", str(FIXTURE), "--boot", "20", "--json",
+    assert fit_cmd.main(["--isoflop", "--points", str(FIXTURE), "--boot", "10", "--json",
                          "--plot", str(tmp_path / "iso.png")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert abs(report["isoflop"]["a"] - A_TRUE) < 0.05
