@@ -228,10 +228,18 @@ class RunPoints:
 
 
 def budget_of(run) -> float | None:
-    """The compute budget a sweep gave this run: config sweep.flops (iso-FLOP sweeps) or
-    run_start's budget_flops; None when neither is recorded."""
+    """The compute budget C = 6·N·D a flops sweep gave this run, None when not recorded.
+
+    Read from config.json's sweep_member.budget_flops (written by `scaling sweep`; 0 in
+    tokens sweeps), else its sweep.flops (budget 'flops'), else run_start's budget_flops.
+    """
     from scaling.runs import number  # noqa: PLC0415
 
+    member = (run.config or {}).get("sweep_member")
+    if isinstance(member, dict):
+        flops = number(member.get("budget_flops"))
+        if flops is not None and flops > 0:
+            return flops
     sweep = (run.config or {}).get("sweep")
     if isinstance(sweep, dict) and sweep.get("budget", "flops") == "flops":
         flops = number(sweep.get("flops"))

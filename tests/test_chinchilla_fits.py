@@ -95,7 +95,7 @@ def test_approach3_needs_six_runs():
         approach3.fit_loss_surface([1e6, 2e6, 3e6], [1e8, 2e8, 1e8], [3.0, 2.9, 2.8])
 
 
-def _write_run(path, n, tokens, loss, flops=None):
+def _write_run(path, n, tokens, loss, config=None):
     path.mkdir(parents=True)
     batch, seq = 8, 128
     records = [{"event": "run_start", "non_embedding_params": int(n), "batch_size": batch,
@@ -103,21 +103,23 @@ def _write_run(path, n, tokens, loss, flops=None):
                {"step": int(tokens // (batch * seq)), "eval_loss": loss},
                {"event": "run_end", "step": int(tokens // (batch * seq)), "eval_loss": loss}]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    if flops is not None:
-        (path / "config.json").write_text(json.dumps({"sweep": {"budget": "flops",
-                                                                "flops": flops}}))
+    if config is not None:
+        (path / "config.json").write_text(json.dumps(config))
 
 
 def test_isoflop_command_on_run_directories(tmp_path, capsys):
-    # Three budgets of four sizes from the synthetic law; the first budget's runs record it
-    # as sweep.flops, the others are grouped by their own 6·N·D (rounded steps: within 5 %).
+    # Three budgets of four sizes from the synthetic law. The first budget's runs record it
+    # as `scaling sweep` does (sweep_member.budget_flops), the second as sweep.flops; the
+    # third's are grouped by their own 6·N·D (rounded to whole steps: within 5 %).
     root = tmp_path / "iso"
     for k, c in enumerate([1e16, 1e17, 1e18]):
         n_opt = 1.5 * (c / 6) ** A_TRUE
         for j, n in enumerate(np.geomspace(n_opt / 4, n_opt * 4, 4)):
             d = c / (6 * n)
             loss = 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28
-            _write_run(root / f"c{k}-{j}", n, d, loss, flops=c if k == 0 else None)
+            config = [{"sweep_member": {"budget_flops": c}},
+                      {"sweep": {"budget": "flops", "flops": c}}, None][k]
+            _write_run(root / f"c{k}-{j}", n, d * (1 + 0.1 * j if config else 1.0), loss, config)
     out = tmp_path / "iso.png"
     assert fit_cmd.main(["--isoflop", str(root), "--plot", str(out), "--boot", "10"]) == 0
     text = capsys.readouterr().out
