@@ -16,7 +16,7 @@ at its bound, intervals spanning orders of magnitude, too few runs on the fronti
 WARNING lines, rough constants only, and the warnings on the plot.
 
 `--isoflop` runs Chinchilla's approach 2 on the finished runs: runs are grouped by compute
-budget (config sweep.flops, run_start budget_flops, else 6·N·D; within 5 %), a parabola in
+budget (config.json sweep_member.budget_flops or sweep.flops, else 6·N·D; within 5 %), a parabola in
 log N per budget gives N*(C), and N*(C) ∝ C^a, D*(C) ∝ C^b are printed with bootstrap
 intervals beside the published exponents; the plot (default isoflop.png) is Hoffmann et
 al.'s Figure 3. It also fits approach 3, L(N, D) = E + A/N^alpha + B/D^beta (Huber on log
