@@ -15,10 +15,10 @@ different tokenizers. A fit whose data contradict its law (losses rising with N,
 at its bound, intervals spanning orders of magnitude, too few runs on the frontier) prints
 WARNING lines, rough constants only, and the warnings on the plot.
 
-`--isoflop` runs Chinchilla's approach 2 on the finished runs: runs are grouped by compute
-budget (config.json sweep_member.budget_flops or sweep.flops, else 6·N·D; within 5 %), a parabola in
-log N per budget gives N*(C), and N*(C) ∝ C^a, D*(C) ∝ C^b are printed with bootstrap
-intervals beside the published exponents; the plot (default isoflop.png) is Hoffmann et
+`--isoflop` runs Chinchilla's approach 2 on the finished runs: runs are grouped by
+compute budget (config.json's sweep_member.budget_flops or sweep.flops, else 6·N·D; within
+5 %), a parabola in log N per budget gives N*(C), and N*(C) ∝ C^a, D*(C) ∝ C^b are printed
+with bootstrap intervals beside the published exponents; the plot (default isoflop.png) is Hoffmann et
 al.'s Figure 3. It also fits approach 3, L(N, D) = E + A/N^alpha + B/D^beta (Huber on log
 loss), whenever there are enough runs, and prints both a's; `--approach3` fits only that.
 `--points FILE.json` takes (flops, params, tokens, loss) points instead of runs:
