@@ -371,6 +371,12 @@ def fit_runs(points: list[RunPoints], boot: int = 1000, seed: int = 0) -> Scalin
             notes.append("L(C): E was not identified (the fit put it on a bound: 0 or the "
                          "lowest loss); pure power law B·C^(-beta) instead")
         l_of_c.note = "fit on the lower envelope of eval loss vs C = 6·N·D"
+        defining = len(set(env.run))
+        if defining < 3:
+            # The envelope's grid points are interpolated: count the runs behind them.
+            l_of_c.warnings.append(
+                f"L(C): its {len(env.compute)} envelope points come from only {defining} "
+                "run(s): they trace a training curve, not a compute-efficient frontier")
         budgets = {round(float(p.compute[-1]) / (6.0 * p.non_embedding_params)) for p in final}
         if len(final) > 1 and len(budgets) == 1:
             notes.append("every run trained on the same number of tokens: the envelope's "

@@ -89,3 +89,12 @@ def test_fit_command_bpb_metric_and_warning_for_rising_runs(tmp_path, capsys):
     assert "final eval bits per byte" in text and "bpb 1.9500" in text
     assert "WARNING: L(N): loss does not fall with N" in text
     assert "residual" in text
+
+
+def test_envelope_from_one_run_is_flagged_as_a_training_curve():
+    # The bigger runs never beat the smallest one: its curve alone is the envelope.
+    points = [fit.RunPoints(f"r{k}", n, 2.0 + k, np.geomspace(1e9, 1e10, 5) * (k + 1),
+                            np.linspace(3.0, 2.0, 5) + k, True)
+              for k, n in enumerate([1e4, 1e5, 1e6])]
+    fits = fit.fit_runs(points, boot=20)
+    assert any("come from only 1 run(s)" in w for w in fits.loss_vs_compute.warnings)
