@@ -31,7 +31,7 @@ NAMES = ("E", "A", "alpha", "B", "beta")
 EXPONENT_BOUNDS = (0.0, 3.0)
 # Hoffmann et al.'s grid of initialisations (a, b in 0, 5, ..., 25; alpha, beta in 0, 0.5,
 # ..., 2; e in -1, -0.5, ..., 1) as (a, alpha, b, beta, e). The objective is evaluated on
-# all of it; L-BFGS runs from the best few (from all 4500 it would take minutes).
+# all of it; L-BFGS runs from the best few (all 4500 starts would be needlessly slow).
 _GRID = list(itertools.product(np.arange(0, 26, 5.0), np.arange(0, 2.01, 0.5),
                                np.arange(0, 26, 5.0), np.arange(0, 2.01, 0.5),
                                np.arange(-1, 1.01, 0.5)))
