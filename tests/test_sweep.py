@@ -292,3 +292,33 @@ def test_budget_is_recorded_for_fits(tmp_path):
     record = members[1].config.sweep_member
     assert record.flops_6nd == pytest.approx(6 * record.non_embedding_params * record.tokens)
     assert record.fingerprint in members[1].name and "C2e12" in members[1].name
+
+
+def test_isoflop_grid_gives_each_budget_its_compute():
+    config = load("experiments/sweep.py:isoflop")
+    members = sweep.members(config)
+    tokens_per_step = config.train.batch_size * config.data.seq_len
+    by_budget = {}
+    for m in members:
+        by_budget.setdefault(m.config.sweep_member.budget_flops, []).append(m)
+    assert len(by_budget) == 3 and all(len(g) == 4 for g in by_budget.values())
+    for budget, group in by_budget.items():
+        for m in group:
+            # C = 6·N·D, D rounded up to whole steps: within one step's compute above C.
+            assert budget <= 6 * m.non_embedding_params * m.tokens \
+                < budget + 6 * m.non_embedding_params * tokens_per_step
+            assert m.steps >= max(sweep.MIN_STEPS, sweep.MIN_STEPS_PER_WARMUP_STEP
+                                  * m.config.optim.warmup_steps)
+            assert sweep.check_member(m) is None
+            assert f"C{budget:.2g}".replace("e+", "e") in m.name
+        n = [m.non_embedding_params for m in group]
+        assert n == sorted(n) and n[-1] / n[0] >= 6          # sizes span the optimum
+    smallest = [min(m.non_embedding_params for m in g) for _, g in sorted(by_budget.items())]
+    assert smallest == sorted(smallest)                      # bigger budgets, bigger sizes
+
+
+def test_grid_needs_one_size_list_per_budget():
+    with pytest.raises(ValueError, match=r"sweep.sizes: 2 '\|'-separated size lists for 3 "):
+        sweep.members(load("experiments/sweep.py:isoflop", {"sweep.sizes": "1,32,2|1,48,3"}))
+    with pytest.raises(ValueError, match="sweep.flops: 'x' is not a number"):
+        sweep.members(load("experiments/sweep.py:isoflop", {"sweep.flops": "x"}))
