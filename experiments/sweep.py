@@ -48,12 +48,20 @@ SIZES = {
     "tiny": ((1, 48, 3), (2, 64, 4), (2, 96, 6), (3, 128, 8), (4, 160, 10)),
 }
 
+# Iso-FLOP grids: {compute budget C = 6·N·D: its sizes, smallest first}. Each budget's sizes
+# bracket that budget's expected optimum, so its final losses make a U in log N.
+ISOFLOP_LADDER = ((1, 32, 2), (1, 48, 3), (2, 48, 3), (2, 64, 4), (2, 96, 6), (3, 128, 8))
+GRIDS = {
+    "isoflop": {1e11: ISOFLOP_LADDER[0:4], 4e11: ISOFLOP_LADDER[1:5],
+                1.6e12: ISOFLOP_LADDER[2:6]},
+}
+
 
 def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     """The sweep: shared run fields plus a `sweep` section listing the member shapes."""
-    if variant not in SIZES:
+    if variant not in SIZES and variant not in GRIDS:
         raise ValueError(f"experiments/sweep.py: unknown sweep {variant!r}; choose one of: "
-                         f"{', '.join(SIZES)} (or {variant}.K for its K-th member)")
+                         f"{', '.join([*SIZES, *GRIDS])} (or {variant}.K for its K-th member)")
     c = base_config()
     c.model.update(FAMILY)
     c.model.update(vocab_size=0, max_len=128)          # byte vocabulary of the built-in corpus
@@ -66,17 +74,30 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.sweep = ml_collections.ConfigDict()
     c.sweep.name = variant
     # "L,D,H" per member; a string so that --config.sweep.sizes="1,32,2;2,64,4" overrides it.
-    c.sweep.sizes = ";".join(",".join(map(str, s)) for s in SIZES[variant])
+    c.sweep.sizes = ";".join(",".join(map(str, s)) for s in SIZES.get(variant, SIZES["tiny"]))
     c.sweep.mlp_ratio = 4          # mlp_dim = mlp_ratio * width (GPT-2)
     c.sweep.budget = "tokens"      # tokens: same D for every member | flops: same C = 6·N·D
     c.sweep.tokens = 800_000       # budget='tokens': tokens per member
     c.sweep.flops = 2.0e12         # budget='flops': C per member (6·N·D, N non-embedding)
+    if variant in GRIDS:           # several budgets: "C1;C2;..." (a string field then)
+        del c.sweep["flops"]
+        c.sweep.flops = ";".join(f"{b:.2g}".replace("e+", "e") for b in GRIDS[variant])
     c.sweep.evals = 6              # evaluations per member (the last at the final step)
     c.sweep.min_steps = 10         # never fewer optimizer steps than this
     # Peak learning rate per member: 'kaplan' = 0.003239 - 0.0001395·ln(N) (Kaplan et al.
     # 2020, eq. D.1: smaller for bigger models; 1.8e-3 .. 1.3e-3 here), 'constant' = optim.lr.
     c.sweep.lr_rule = "kaplan"
     c.experiment = f"sweep:{variant}"
+    if variant in GRIDS:
+        # A grid: several values of sweep.flops, one size list per budget ('|'-separated).
+        grid = GRIDS[variant]
+        c.sweep.budget = "flops"
+        c.sweep.sizes = "|".join(";".join(",".join(map(str, s)) for s in sizes)
+                                 for sizes in grid.values())
+        c.sweep.evals = 4
+        # The largest member of the smallest budget gets ~80 steps: a 10-step warmup keeps
+        # it within scaling.sweep's rule (steps >= 5 x warmup and >= 50).
+        c.optim.warmup_steps = 10
     return c
 
 

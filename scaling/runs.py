@@ -77,6 +77,21 @@ class Run:
     def flops_per_token(self) -> float | None:
         return number(self.run_start.get("flops_per_token"))
 
+    def sweep_member(self, key: str) -> float | None:
+        """A number from config.json's `sweep_member` section (written by `scaling sweep`).
+
+        budget_flops is the member's compute budget C = 6·N·D of a flops sweep (every member
+        of one budget has the same value; 0 in tokens sweeps, so None here), budget_tokens
+        that of a tokens sweep, flops_6nd what the member actually spent.
+        """
+        section = self.config.get("sweep_member") if isinstance(self.config, dict) else None
+        value = number(section.get(key)) if isinstance(section, dict) else None
+        return value if value else None
+
+    @property
+    def budget_flops(self) -> float | None:
+        return self.sweep_member("budget_flops")
+
     def series(self, key: str, records: list[dict] | None = None) -> tuple[list, list]:
         """(steps, values) of a numeric field, skipping records without a number there."""
         steps, values = [], []
@@ -277,6 +292,9 @@ def summarize(run: Run) -> dict:
         "model": run.model,
         "params": run.params,
         "flops_per_token": run.flops_per_token,
+        # Sweep members (config.json's sweep_member section): the budget they were given.
+        "budget_flops": run.budget_flops,
+        "budget_tokens": run.sweep_member("budget_tokens"),
         "step": int(step) if step is not None else None,
         "tokens_seen": _int(tokens_seen),
         "final_loss": number(last.get("loss")),
