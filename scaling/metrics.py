@@ -161,8 +161,9 @@ class MetricsWriter:
         clean = to_json_value(dict(record))
         clean.setdefault("time", time.time())
         line = json.dumps(clean, allow_nan=False, separators=(", ", ": ")) + "\n"
-        self._file.write(line)      # one call, one complete line
-        self._file.flush()
+        # One call, one complete line; flushed at once on disk, uploaded every few seconds
+        # to a bucket (LineAppender: an upload rewrites the whole object).
+        self._file.write(line)
         if "event" in clean:
             if self._tracker is not None:
                 self._tracker.event(clean["event"], {k: v for k, v in clean.items()

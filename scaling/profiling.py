@@ -54,7 +54,8 @@ class StepTracer:
         self.log_dir = os.fspath(log_dir)
         # jax.profiler writes local files: a bucket log dir gets the trace copied up on close.
         self._trace_dir = (tempfile.mkdtemp(prefix="scaling-trace-")
-                           if storage.is_url(self.log_dir) else self.log_dir)
+                           if window is not None and storage.is_url(self.log_dir)
+                           else self.log_dir)
         self.active = False
         self.done = False
 

@@ -211,3 +211,30 @@ def test_unusable_workdir_url_exits_2_in_one_line(url, says, data_dir, tmp_path,
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "--workdir" in err and says in err, err
     assert os.listdir(tmp_path) == []
+
+
+def test_import_hf_into_a_bucket_samples_and_exports_as_a_local_import(bucket, tmp_path,
+                                                                      capsys):
+    """import-hf writes config.json, the tokenizer and checkpoints/0 into the bucket; sample
+    and export-hf read them back exactly as they read a local import (the reference)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from test_hf import bpe_tokenizer, gpt2_model, run_cli, save
+
+    tok = bpe_tokenizer(tmp_path / "tok", vocab_size=300)
+    src = save(gpt2_model(vocab=len(tok), positions=32), tmp_path / "hf", tok)
+    outputs = {}
+    for where, workdir in (("local", str(tmp_path / "imported")), ("bucket", f"{bucket}/imp")):
+        rc, _, err = run_cli(capsys, "import-hf", src, "--family", "gpt2", "--workdir", workdir)
+        assert rc == 0, err
+        rc, text, err = run_cli(capsys, "sample", "--workdir", workdir, "--tokens", "4",
+                                "--prompt", "def ", "--greedy")
+        assert rc == 0, err
+        out = tmp_path / f"export_{where}"
+        rc, _, err = run_cli(capsys, "export-hf", "--workdir", workdir, "--out", str(out))
+        assert rc == 0, err
+        outputs[where] = (text, (out / "model.safetensors").read_bytes(),
+                          (out / "tokenizer.json").read_bytes())
+    assert outputs["bucket"] == outputs["local"]
+    assert storage.path(f"{bucket}/imp/tokenizer/tokenizer.json").is_file()
+    assert not os.path.exists("gs:")

@@ -103,7 +103,7 @@ def write_model(out: str, config: dict, tensors: dict[str, np.ndarray]) -> None:
 
 def tokenizer_files(src: str) -> list[str]:
     """The tokenizer files present in `src`."""
-    return [name for name in TOKENIZER_FILES if os.path.isfile(os.path.join(src, name))]
+    return [name for name in TOKENIZER_FILES if storage.path(storage.join(src, name)).is_file()]
 
 
 def copy_tokenizer(src: str, dst: str) -> list[str]:
@@ -112,5 +112,5 @@ def copy_tokenizer(src: str, dst: str) -> list[str]:
     if names:
         storage.path(dst).mkdir(parents=True, exist_ok=True)
     for name in names:  # dst may be a URL: an import into a bucket workdir
-        (storage.path(dst) / name).write_bytes(storage.path(os.path.join(src, name)).read_bytes())
+        (storage.path(dst) / name).write_bytes(storage.path(storage.join(src, name)).read_bytes())
     return names
