@@ -50,10 +50,13 @@ SIZES = {
 
 # Iso-FLOP grids: {compute budget C = 6·N·D: its sizes, smallest first}. Each budget's sizes
 # bracket that budget's expected optimum, so its final losses make a U in log N.
-ISOFLOP_LADDER = ((1, 32, 2), (1, 48, 3), (2, 48, 3), (2, 64, 4), (2, 96, 6), (3, 128, 8))
+# Total parameters (with embeddings) 11.5k, 19.6k, 29.2k, 53k, 81k, 133k, 273k.
+ISOFLOP_LADDER = ((1, 16, 1), (1, 24, 2), (1, 32, 2), (1, 48, 3), (2, 48, 3), (2, 64, 4),
+                  (2, 96, 6))
 GRIDS = {
-    "isoflop": {1e11: ISOFLOP_LADDER[0:4], 4e11: ISOFLOP_LADDER[1:5],
-                1.6e12: ISOFLOP_LADDER[2:6]},
+    "isoflop": {5e11: ISOFLOP_LADDER[0:4], 1.5e12: ISOFLOP_LADDER[1:5],
+                4.5e12: (ISOFLOP_LADDER[2], ISOFLOP_LADDER[3], ISOFLOP_LADDER[5],
+                         ISOFLOP_LADDER[6])},
 }
 
 
@@ -82,6 +85,7 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     if variant in GRIDS:           # several budgets: "C1;C2;..." (a string field then)
         del c.sweep["flops"]
         c.sweep.flops = ";".join(f"{b:.2g}".replace("e+", "e") for b in GRIDS[variant])
+    c.sweep.flops_params = "non_embedding"   # the N of C = 6·N·D: non_embedding | total
     c.sweep.evals = 6              # evaluations per member (the last at the final step)
     c.sweep.min_steps = 10         # never fewer optimizer steps than this
     # Peak learning rate per member: 'kaplan' = 0.003239 - 0.0001395·ln(N) (Kaplan et al.
@@ -94,10 +98,8 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.sweep.budget = "flops"
         c.sweep.sizes = "|".join(";".join(",".join(map(str, s)) for s in sizes)
                                  for sizes in grid.values())
+        c.sweep.flops_params = "total"
         c.sweep.evals = 4
-        # The largest member of the smallest budget gets ~80 steps: a 10-step warmup keeps
-        # it within scaling.sweep's rule (steps >= 5 x warmup and >= 50).
-        c.optim.warmup_steps = 10
     return c
 
 

@@ -304,17 +304,31 @@ def test_isoflop_grid_gives_each_budget_its_compute():
     assert len(by_budget) == 3 and all(len(g) == 4 for g in by_budget.values())
     for budget, group in by_budget.items():
         for m in group:
-            # C = 6·N·D, D rounded up to whole steps: within one step's compute above C.
-            assert budget <= 6 * m.non_embedding_params * m.tokens \
-                < budget + 6 * m.non_embedding_params * tokens_per_step
+            # C = 6·N·D with N every parameter (Chinchilla's count), D rounded up to whole
+            # steps: within one step's compute above C.
+            assert m.config.sweep_member.budget_params == m.params > m.non_embedding_params
+            assert budget <= 6 * m.params * m.tokens < budget + 6 * m.params * tokens_per_step
             assert m.steps >= max(sweep.MIN_STEPS, sweep.MIN_STEPS_PER_WARMUP_STEP
                                   * m.config.optim.warmup_steps)
             assert sweep.check_member(m) is None
             assert f"C{budget:.2g}".replace("e+", "e") in m.name
-        n = [m.non_embedding_params for m in group]
-        assert n == sorted(n) and n[-1] / n[0] >= 6          # sizes span the optimum
-    smallest = [min(m.non_embedding_params for m in g) for _, g in sorted(by_budget.items())]
+        n = [m.params for m in group]
+        assert n == sorted(n) and n[-1] / n[0] >= 4          # sizes span the optimum
+    smallest = [min(m.params for m in g) for _, g in sorted(by_budget.items())]
     assert smallest == sorted(smallest)                      # bigger budgets, bigger sizes
+
+
+def test_flops_params_total_counts_embeddings():
+    config = load("experiments/sweep.py:tiny", {"sweep.budget": "flops", "sweep.flops": 1e12})
+    kaplan = sweep.members(config)
+    config.sweep.flops_params = "total"
+    chinchilla = sweep.members(config)
+    for k, c in zip(kaplan, chinchilla):
+        assert k.tokens / c.tokens == pytest.approx(c.params / c.non_embedding_params, rel=0.05)
+        assert c.config.sweep_member.flops_params == "total"
+    config.sweep.flops_params = "all"
+    with pytest.raises(ValueError, match="sweep.flops_params: unknown 'all'"):
+        sweep.members(config)
 
 
 def test_grid_needs_one_size_list_per_budget():
