@@ -6,6 +6,7 @@
 
 Variants: `tiny` is the whole sweep (what `scaling sweep` takes); `tiny.K` is its K-th member
 (0-based) as an ordinary single-run train config, which is what `scaling sweep --emit` prints.
+`isoflop` is an iso-FLOP grid (Hoffmann et al. 2022, approach 2): 3 compute budgets x 4 sizes.
 
 Shapes. The size table's GPT-2 rows have width/layers = 64 (small, 768/12), 43 (medium,
 1024/24), 36 (large, 1280/36) and 33 (xl, 1600/48): wider-than-deep by 33-64x, the ratio
@@ -31,6 +32,16 @@ checkpointed at each evaluation (so an interrupted sweep resumes where it stoppe
 Learning rate: one constant rate (2e-3) over-drives the largest member (its loss trails the
 next size down); `sweep.lr_rule='kaplan'` (the default) lowers it with N as Kaplan et al.
 found compute-efficient.
+
+Iso-FLOP grid (`isoflop`). Budgets C = 5e11, 1.5e12, 4.5e12, counted as C = 6·N·D with N
+every parameter (sweep.flops_params='total', Chinchilla's count): at these sizes the byte
+embeddings and the head are a large part of the model, and counting only non-embedding N
+hands the smallest models several times the real compute of the largest. Each budget trains
+4 sizes from ISOFLOP_LADDER, shifted up the ladder with the budget, so that its losses can
+make a U in log N around its optimum; smaller budgets left the loss still falling towards the
+smallest model (no left arm). Every member's config.json has `sweep_member.budget_flops` = its
+C (what `scaling fit --isoflop` groups by) and `sweep_member.budget_params` = its N. The
+grid is sized for about half an hour on 2 CPU cores (estimate in the README).
 
 Timing (2 CPU cores): `tiny` trains each member on 800k tokens (391 steps of 16 x 128); the
 largest member takes about half the time. Measured and estimated wall times are in the README;
