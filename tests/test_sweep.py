@@ -336,3 +336,18 @@ def test_grid_needs_one_size_list_per_budget():
         sweep.members(load("experiments/sweep.py:isoflop", {"sweep.sizes": "1,32,2|1,48,3"}))
     with pytest.raises(ValueError, match="sweep.flops: 'x' is not a number"):
         sweep.members(load("experiments/sweep.py:isoflop", {"sweep.flops": "x"}))
+
+
+def test_cli_refuses_a_directory_of_another_run(tmp_path, capsys):
+    members = _members()
+    os.makedirs(tmp_path / members[1].name)
+    (tmp_path / members[1].name / "config.json").write_text("{}")
+    argv = ["--config", "experiments/sweep.py:tiny", "--workdir", str(tmp_path), *MICRO]
+    assert sweep_cmd.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"scaling sweep: error: sweep: {tmp_path / members[1].name} holds another "
+                   f"run (fingerprint None, this member's {members[1].fingerprint}); move it "
+                   "away or use another --workdir")
+    assert os.listdir(tmp_path) == [members[1].name]          # nothing trained
+    assert sweep_cmd.main([*argv, "--status"]) == 0
+    assert "other run" in capsys.readouterr().out

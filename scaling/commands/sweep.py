@@ -24,6 +24,7 @@ before anything runs).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import flags
@@ -78,6 +79,8 @@ def main(argv: list[str]) -> int:
         members = sweep.members(fv.config)
         for m in members:    # every member's config is checked before the first one trains
             train.validate(m.config)
+            if not fv.status:   # a directory holding another run: refused, never reused
+                sweep.check_identity(m, os.path.join(fv.workdir, m.name))
     except ValueError as e:  # ConfigError is a ValueError
         return fail(str(e))
 
@@ -101,7 +104,7 @@ def main(argv: list[str]) -> int:
     from scaling.workdir_lock import WorkdirBusy  # noqa: PLC0415
     try:
         summary = sweep.run_sweep(members, fv.workdir)
-    except (CheckpointError, WorkdirBusy, ValueError) as e:
+    except (CheckpointError, WorkdirBusy) as e:
         return fail(str(e))
     except FloatingPointError as e:  # train.nonfinite=stop in a member
         print(f"scaling sweep: error: {str(e).splitlines()[0]}", file=sys.stderr)
