@@ -1,4 +1,4 @@
-"""`scaling sweep --config FILE:SWEEP --workdir DIR [--emit|--status] [--strict] [--config.a.b=v ...]`.
+"""`scaling sweep --config FILE:SWEEP --workdir DIR [--emit|--status] [--strict] [--config.x=v]`.
 
 Trains every member of a sweep config (a family of model sizes, each on a token or FLOP
 budget) one after another in WORKDIR/<member>, or with --emit prints one `scaling train`
