@@ -112,6 +112,8 @@ def test_sweep_runs_members_skips_finished_and_resumes(tmp_path, data_dir):
     assert first["ran"] == [m.name for m in members] and first["skipped"] == []
     for m in members:
         assert sweep.is_finished(os.path.join(workdir, m.name))
+        # train.run's config.json carries the member's fingerprint: what reuse checks.
+        assert sweep.stored_fingerprint(os.path.join(workdir, m.name)) == m.fingerprint
 
     trained.clear()
     second = sweep.run_sweep(members, workdir, train_fn=train_fn, log=lambda _: None)
