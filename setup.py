@@ -31,8 +31,12 @@ setup(
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4",
                  # the reference models of tests/test_hf.py (CPU wheels are enough)
                  "torch>=2.13,<2.14", "transformers>=5.20,<6",
-                 "scikit-learn>=1.5,<2",  # reference metrics in tests/test_task_metrics.py
-                 "wandb>=0.31,<0.32"],  # tests/test_tracking.py reads an offline W&B run
+                 "scikit-learn>=1.5,<2",   # reference metrics in tests/test_task_metrics.py
+                 "wandb>=0.31,<0.32",      # tests/test_tracking.py reads an offline W&B run
+                 # a fake GCS bucket for tests/test_storage.py
+                 "gcsfs>=2026.9,<2027", "gcp-storage-emulator>=2026.7,<2027"],
+        # --workdir gs://... (gcsfs) and s3://... (s3fs), through etils.epath
+        "cloud": ["gcsfs>=2026.9,<2027", "s3fs>=2026.9,<2027"],
         # import-hf SRC given as a Hub name (downloads the model directory)
         "hf": ["huggingface_hub>=2.4,<3"],
         # metrics.wandb=True (scaling/tracking.py)

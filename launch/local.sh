@@ -3,13 +3,14 @@
 #
 #   launch/local.sh NUM_PROCESSES DEVICES_PER_PROCESS --config ... --workdir ... [flags]
 #
-# Process i's output goes to WORKDIR/process_<i>.log (process 0 also prints to the terminal).
+# Process i's output goes to WORKDIR/process_<i>.log (process 0 also prints to the terminal);
+# for a bucket WORKDIR (gs://...) to logs/<its last path part>/process_<i>.log here.
 # If one process fails the others are stopped; the exit code is the first failure's.
 # SCALING_PORT picks the coordinator port (default: a free one);
 # SCALING_LAUNCH_TIMEOUT (seconds, default 0 = none) bounds the whole run.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
-  sed -n '2,9p' "$0" >&2
+  sed -n '2,10p' "$0" >&2
   exit 2
 fi
 num_processes=$1 devices=$2
@@ -25,7 +26,11 @@ for arg in "$@"; do
   prev="$arg"
 done
 [[ -n "$workdir" ]] || { echo "launch/local.sh: --workdir is required" >&2; exit 2; }
-mkdir -p "$workdir"
+case "$workdir" in
+  *://*) logdir="logs/$(basename "$workdir")" ;;  # a bucket: logs stay on this machine
+  *) logdir="$workdir" ;;
+esac
+mkdir -p "$logdir"
 
 port="${SCALING_PORT:-$("$python_bin" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 
@@ -36,7 +41,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 for ((i = 0; i < num_processes; i++)); do
-  log="$workdir/process_$i.log"
+  log="$logdir/process_$i.log"
   if ((num_processes > 1)); then
     export SCALING_COORDINATOR="127.0.0.1:$port" SCALING_NUM_PROCESSES="$num_processes"
     export SCALING_PROCESS_ID="$i"
@@ -62,7 +67,7 @@ while ((remaining > 0)); do
       done_[$idx]=1; remaining=$((remaining - 1))
       if ((rc != 0 && status == 0)); then
         status=$rc
-        echo "launch/local.sh: process $idx exited with $rc (log: $workdir/process_$idx.log);" \
+        echo "launch/local.sh: process $idx exited with $rc (log: $logdir/process_$idx.log);" \
              "stopping the others" >&2
         cleanup
       fi

@@ -45,7 +45,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from scaling import fingerprint
+from scaling import fingerprint, storage
 from scaling.spec import ModelSpec
 
 CHECKPOINT_DIR = "checkpoints"
@@ -74,18 +74,19 @@ class _OrbaxWriteErrors(logging.Filter):
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    """`workdir/checkpoints` as a string: an absolute local path, or a URL."""
+    return str(storage.path(workdir) / CHECKPOINT_DIR)
 
 
 def _source_dir(path: str) -> str:
     """`checkpoint.init_from` may name a run directory or its checkpoints/ directory."""
-    inner = os.path.join(path, CHECKPOINT_DIR)
-    return os.path.abspath(inner if os.path.isdir(inner) else path)
+    inner = storage.path(path) / CHECKPOINT_DIR
+    return str(inner if inner.is_dir() else storage.path(path))
 
 
 def saved_steps(directory: str) -> list[int]:
     """Committed checkpoint steps in `directory`, ascending (temporary dirs are not steps)."""
-    if not os.path.isdir(directory):
+    if not storage.path(directory).is_dir():
         return []
     return sorted(ocp.utils.checkpoint_steps(directory))
 
@@ -127,7 +128,14 @@ class Resume:
 
 
 def check_workdir(workdir: str) -> None:
-    """One-line CheckpointError when `workdir` is a file or cannot be written."""
+    """One-line CheckpointError when `workdir` is a file or cannot be written, or is a URL
+    checkpoints cannot go to (scaling.storage.workdir)."""
+    try:
+        storage.workdir(workdir, checkpoints=True)
+    except storage.StorageError as e:
+        raise CheckpointError(str(e)) from None
+    if storage.is_url(workdir):
+        return  # bucket permissions show at the first write
     path = os.path.abspath(workdir)
     if os.path.exists(path) and not os.path.isdir(path):
         raise CheckpointError(f"--workdir: {workdir!r} is a file; give a directory")
@@ -364,7 +372,7 @@ class Checkpoints:
 
     def __init__(self, workdir: str, ckpt_cfg, config_dict: dict):
         self.directory = checkpoint_dir(workdir)
-        self.corrupt_dir = os.path.join(os.path.abspath(workdir), CORRUPT_DIR)
+        self.corrupt_dir = str(storage.path(workdir) / CORRUPT_DIR)
         self.manager = _manager(self.directory, ckpt_cfg)
         self.config_dict = config_dict
         self.every = int(ckpt_cfg.every)
@@ -461,10 +469,10 @@ class Checkpoints:
         They are newer than the restored step, so the resumed run would save over them.
         """
         if jax.process_index() == 0:
-            os.makedirs(self.corrupt_dir, exist_ok=True)
+            storage.path(self.corrupt_dir).mkdir(parents=True, exist_ok=True)
             for step in steps:
-                target = os.path.join(self.corrupt_dir, f"{step}.{int(time.time())}")
-                shutil.move(os.path.join(self.directory, str(step)), target)
+                target = storage.path(self.corrupt_dir) / f"{step}.{int(time.time())}"
+                (storage.path(self.directory) / str(step)).rename(target)
                 warnings.warn(f"moved the damaged checkpoint of step {step} to {target}")
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
@@ -474,6 +482,8 @@ class Checkpoints:
     def _check_space(self, step: int, state) -> None:
         """Refuse to start a save that cannot fit: the size of the last checkpoint (or of the
         state's arrays, before the first) against the free space, with 10 % to spare."""
+        if storage.is_url(self.directory):
+            return  # a bucket has no free-space figure
         kept = saved_steps(self.directory)
         if kept:
             need = _du(os.path.join(self.directory, str(kept[-1])))
@@ -516,13 +526,17 @@ class Checkpoints:
                 pass
             logging.getLogger("absl").removeFilter(self._log_filter)
             kept = saved_steps(self.directory)
-            size = _du(os.path.join(self.directory, str(kept[-1]))) if kept else 0
-            free = shutil.disk_usage(self.directory).free
             reason = " ".join(str(e).split())[:160]
+            if storage.is_url(self.directory):
+                space = "check the bucket's permissions and quota; "
+            else:
+                size = _du(os.path.join(self.directory, str(kept[-1]))) if kept else 0
+                free = shutil.disk_usage(self.directory).free
+                space = (f"{free / 1e6:,.0f} MB free there, a checkpoint takes about "
+                         f"{size / 1e6:,.1f} MB; ")
             raise CheckpointWriteError(
                 f"checkpoint: writing step {self._saving} to {self.directory} failed "
-                f"({type(e).__name__}: {reason}); {free / 1e6:,.0f} MB free there, a "
-                f"checkpoint takes about {size / 1e6:,.1f} MB; "
+                f"({type(e).__name__}: {reason}); " + space
                 + (f"the checkpoint of step {kept[-1]} is kept: " if kept else "")
                 + "make room and rerun the same command to resume") from None
 
@@ -586,15 +600,5 @@ def load(workdir: str, abstract_state, step: int | None = None) -> tuple[Any, di
 
 def trim_partial_line(path: str) -> None:
     """Cut an incomplete last line (a run killed mid-write) so appends stay valid JSONL."""
-    if jax.process_index() != 0 or not os.path.isfile(path):
-        return
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        f.truncate(data.rfind(b"\n") + 1)
+    if jax.process_index() == 0:
+        storage.trim_partial_line(path)

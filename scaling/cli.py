@@ -16,7 +16,7 @@ COMMANDS = {
     "report": "one row per run: params, loss, throughput, MFU, memory",
     "plot": "loss and throughput curves of runs",
     "sweep": "train a family of model sizes for a token or FLOP budget",
-    "fit": "fit scaling laws L(N) and L(C) to finished runs",
+    "fit": "fit scaling laws (L(N), L(C); --isoflop: Chinchilla approaches 2 and 3)",
     "plan": "parameters, FLOPs, time and memory of a config on a cluster",
     "import-hf": "a Hugging Face model directory -> a run directory (checkpoint at step 0)",
     "export-hf": "a run's checkpoint -> a Hugging Face model directory",

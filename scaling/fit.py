@@ -25,10 +25,20 @@ envelope loss: E not identified), L(C) is fitted as a pure power law B·C^(-β) 
 least squares) only when at least 3 distinct model sizes attain the envelope; otherwise it
 is reported as not identifiable from these runs.
 
+Every fit carries `warnings` (scaling.fit_checks): losses that do not fall with size, too
+few points on the frontier, a constant at its bound, or intervals spanning orders of
+magnitude. Reports print them first and then the constants only as rough values.
+
+The loss is the final eval loss (nats/token) or, with metric='bpb', eval bits per byte,
+which does not depend on the tokenizer, so runs with different tokenizers share one fit.
+Iso-FLOP analysis (approach 2) is in scaling.isoflop, the L(N, D) fit (approach 3) in
+scaling.approach3.
+
 No JAX here; matplotlib only in `plot()`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -36,7 +46,11 @@ import warnings
 import numpy as np
 from scipy.optimize import curve_fit
 
+from scaling import fit_checks
+
 PARAMS = ("E", "A", "alpha")
+METRICS = {"loss": "eval_loss", "bpb": "eval_bpb"}      # --metric -> eval record field
+UNITS = {"loss": "eval loss (nats/token)", "bpb": "eval bits per byte"}
 
 
 class FitError(ValueError):
@@ -57,6 +71,7 @@ class PowerLawFit:
     boot_draws: np.ndarray                      # (boot_used, 3) E, A, alpha per refit
     rmse: float
     note: str = ""
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def __call__(self, x):
         return power_law(np.asarray(x, dtype=float), self.E, self.A, self.alpha)
@@ -75,6 +90,20 @@ class PowerLawFit:
 def power_law(x, E, A, alpha):
     """E + A·x^(-alpha)."""
     return E + A * np.power(x, -alpha)
+
+
+def one_blas_thread():
+    """A context with one BLAS thread, where threadpoolctl is installed (else no change).
+
+    The optimizers here call BLAS on vectors of a few elements; a multi-threaded BLAS on
+    busy cores makes each call wait on its threads, and a bootstrap of such fits many times
+    slower than on one thread.
+    """
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _fit_once(x, y, starts, form):
@@ -133,6 +162,11 @@ def fit_power_law(x, y, *, form: str = "offset", boot: int = 1000, seed: int = 0
                        f"(E, A, alpha); got {distinct}")
     if np.any(x <= 0) or np.any(y <= 0):
         raise FitError(f"{what}: sizes and losses must be positive")
+    with one_blas_thread():
+        return _fit_power_law(x, y, distinct, form, boot, seed, what)
+
+
+def _fit_power_law(x, y, distinct, form, boot, seed, what) -> PowerLawFit:
     ymin = float(np.min(y))
     starts = [(0.0, float(np.ptp(y)) + 1e-3), (0.5 * ymin, 0.5 * ymin),
               (0.9 * ymin, 0.1 * ymin + 1e-3)]
@@ -163,9 +197,19 @@ def fit_power_law(x, y, *, form: str = "offset", boot: int = 1000, seed: int = 0
         else:
             intervals[name] = (point[k], math.nan, math.nan)
     rmse = float(np.sqrt(np.mean((power_law(x, E, A, alpha) - y) ** 2)))
+    size = "C" if "(C)" in what else "N"
+    checks = fit_checks.trend_warnings(x, y, size=size)
+    checks += fit_checks.frontier_warnings(int(fit_checks.frontier_mask(x, y).sum()),
+                                           3 if form == "offset" else 2, size=size)
+    bounds = {"alpha": (1e-4, 5.0)}
+    if form == "offset":
+        bounds["E"] = (0.0, ymin)
+    checks += fit_checks.bound_warnings({"E": E, "alpha": alpha}, bounds)
+    checks += fit_checks.interval_warnings(intervals, coefficients=("A",),
+                                           exponents=("alpha",))
     return PowerLawFit(E=E, A=A, alpha=alpha, form=form, intervals=intervals,
                        n_points=len(x), n_distinct=distinct, boot_used=len(draws),
-                       boot_draws=draws, rmse=rmse)
+                       boot_draws=draws, rmse=rmse, warnings=[f"{what}: {w}" for w in checks])
 
 
 # ----------------------------------------------------------------------------- from runs
@@ -177,31 +221,61 @@ class RunPoints:
     non_embedding_params: int
     final_loss: float | None            # eval loss at the end (None: unfinished / no eval)
     compute: np.ndarray                 # C = 6·N·D at each evaluation
-    losses: np.ndarray                  # eval loss at each evaluation
+    losses: np.ndarray                  # eval loss (or bits per byte) at each evaluation
     finished: bool
+    tokens: float | None = None         # D: tokens trained on at the final evaluation
+    budget_flops: float | None = None   # the sweep's compute budget C, where recorded
 
 
-def run_points(run) -> tuple[RunPoints | None, str | None]:
-    """(points, None) from a `scaling.runs.Run`, or (None, why it is unusable)."""
+def budget_of(run) -> float | None:
+    """The compute budget C = 6·N·D a flops sweep gave this run, None when not recorded.
+
+    Read from config.json's sweep_member.budget_flops (written by `scaling sweep`; 0 in
+    tokens sweeps), else its sweep.flops (budget 'flops'), else run_start's budget_flops.
+    """
     from scaling.runs import number  # noqa: PLC0415
 
+    member = (run.config or {}).get("sweep_member")
+    if isinstance(member, dict):
+        flops = number(member.get("budget_flops"))
+        if flops is not None and flops > 0:
+            return flops
+    sweep = (run.config or {}).get("sweep")
+    if isinstance(sweep, dict) and sweep.get("budget", "flops") == "flops":
+        flops = number(sweep.get("flops"))
+        if flops is not None and flops > 0:
+            return flops
+    flops = number(run.run_start.get("budget_flops"))
+    return flops if flops is not None and flops > 0 else None
+
+
+def run_points(run, metric: str = "loss") -> tuple[RunPoints | None, str | None]:
+    """(points, None) from a `scaling.runs.Run`, or (None, why it is unusable).
+
+    metric: 'loss' (eval_loss, nats/token) or 'bpb' (eval_bpb, bits per byte).
+    """
+    from scaling.runs import number  # noqa: PLC0415
+
+    key = METRICS[metric]
     n = number(run.run_start.get("non_embedding_params"))
     if n is None or n <= 0:
         return None, f"{run.name}: no run_start with non_embedding_params (not a run?)"
-    steps, losses = run.series("eval_loss", run.evals)
-    compute, kept = [], []
+    steps, losses = run.series(key, run.evals)
+    compute, kept, last_tokens = [], [], None
     for step, loss in zip(steps, losses):
         tokens = run.tokens_at(step)
         if tokens is not None and tokens > 0:
             compute.append(6.0 * n * tokens)
             kept.append(loss)
+            last_tokens = tokens
     if not kept:
-        return None, f"{run.name}: no eval losses"
-    final = number((run.run_end or {}).get("eval_loss"))
+        return None, f"{run.name}: no {key} in its evals" + (
+            " (bits per byte need a tokenizer that reports bytes)" if metric == "bpb" else "")
+    final = number((run.run_end or {}).get(key))
     if final is None and run.run_end is not None:
         final = kept[-1]
     return RunPoints(run.name, int(n), final, np.array(compute), np.array(kept),
-                     run.run_end is not None), None
+                     run.run_end is not None, last_tokens, budget_of(run)), None
 
 
 @dataclasses.dataclass
@@ -297,6 +371,12 @@ def fit_runs(points: list[RunPoints], boot: int = 1000, seed: int = 0) -> Scalin
             notes.append("L(C): E was not identified (the fit put it on a bound: 0 or the "
                          "lowest loss); pure power law B·C^(-beta) instead")
         l_of_c.note = "fit on the lower envelope of eval loss vs C = 6·N·D"
+        defining = len(set(env.run))
+        if defining < 3:
+            # The envelope's grid points are interpolated: count the runs behind them.
+            l_of_c.warnings.append(
+                f"L(C): its {len(env.compute)} envelope points come from only {defining} "
+                "run(s): they trace a training curve, not a compute-efficient frontier")
         budgets = {round(float(p.compute[-1]) / (6.0 * p.non_embedding_params)) for p in final}
         if len(final) > 1 and len(budgets) == 1:
             notes.append("every run trained on the same number of tokens: the envelope's "
@@ -324,35 +404,59 @@ def _fmt(v: float) -> str:
 
 
 def format_fit(fit: PowerLawFit, x_name: str, slope_name: str) -> list[str]:
+    """The fit's formula and constants; after failed checks, warnings and rough values only."""
     names = {"E": "E", "A": "A" if x_name == "N" else "B", "alpha": slope_name}
     formula = (f"L({x_name}) = E + {names['A']}·{x_name}^(-{slope_name})" if fit.form ==
                "offset" else f"L({x_name}) = {names['A']}·{x_name}^(-{slope_name})")
     lines = [f"{formula}   [{fit.n_points} points, {fit.n_distinct} distinct {x_name}, "
              f"rmse {fit.rmse:.4f}, bootstrap {fit.boot_used} refits]"]
+    lines += [f"WARNING: {w}" for w in fit.warnings]
+    if fit.warnings:
+        lines.append("  the fit failed these checks: its constants are not estimates "
+                     "(rough values only)")
     for key in PARAMS:
         if fit.form == "pure" and key == "E":
             continue
         value = getattr(fit, key)
         med, lo, hi = fit.intervals[key]
-        lines.append(f"  {names[key]:<6} = {_fmt(value):>10}   95% CI [{_fmt(lo)}, {_fmt(hi)}]"
-                     f"   (bootstrap median {_fmt(med)})")
+        if fit.warnings:
+            lines.append(f"  {names[key]:<6} ~ {value:.2g}   (not identified; 95% CI "
+                         f"[{lo:.2g}, {hi:.2g}])")
+        else:
+            lines.append(f"  {names[key]:<6} = {_fmt(value):>10}   95% CI [{_fmt(lo)}, "
+                         f"{_fmt(hi)}]   (bootstrap median {_fmt(med)})")
     return lines
 
 
-def format_report(fits: ScalingFits) -> str:
-    lines = ["L(N): final eval loss vs non-embedding parameters"]
+def format_report(fits: ScalingFits, metric: str = "loss") -> str:
+    lines = [f"L(N): final {UNITS[metric]} vs non-embedding parameters"]
     lines += ["  " + line for line in format_fit(fits.loss_vs_params, "N", "alpha")]
+    lines.append("  residuals (data - fit) per run:")
     for n, loss in sorted(zip(fits.sizes, fits.final_losses)):
-        lines.append(f"    N={int(n):>12,}  loss {loss:.4f}  fit {fits.loss_vs_params(n):.4f}")
+        pred = fits.loss_vs_params(n)
+        lines.append(f"    N={int(n):>12,}  {metric} {loss:.4f}  fit {pred:.4f}  "
+                     f"residual {loss - pred:+.4f}")
     if fits.loss_vs_compute is not None:
-        lines.append("L(C): envelope of eval loss vs C = 6·N·D")
+        lines.append(f"L(C): envelope of {UNITS[metric]} vs C = 6·N·D")
         lines += ["  " + line for line in format_fit(fits.loss_vs_compute, "C", "beta")]
     lines.append(fits.optimal_params_note)
     lines += [f"note: {n}" for n in fits.notes]
     return "\n".join(lines)
 
 
-def plot(fits: ScalingFits, points: list[RunPoints], path: str) -> None:
+def warn_on_axes(ax, messages: list[str]) -> None:
+    """Failed checks written in red across a plot panel, so a figure cannot hide them."""
+    if messages:
+        import textwrap  # noqa: PLC0415
+        text = "\n".join(textwrap.fill("WARNING: " + m, 80, subsequent_indent="   ")
+                         for m in messages[:4])
+        # Below the panel (under its x label), so that it hides no data.
+        ax.text(0.0, -0.26, text, transform=ax.transAxes, fontsize=7, color="red",
+                va="top", ha="left",
+                bbox={"facecolor": "white", "edgecolor": "red"})
+
+
+def plot(fits: ScalingFits, points: list[RunPoints], path: str, metric: str = "loss") -> None:
     """Two panels: loss vs N with the fit and its 95 % band; loss vs C with the envelope."""
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
@@ -363,13 +467,16 @@ def plot(fits: ScalingFits, points: list[RunPoints], path: str) -> None:
     xs = np.geomspace(fits.sizes.min() / 1.5, fits.sizes.max() * 1.5, 200)
     lo, hi = f.band(xs)
     ax_n.fill_between(xs, lo, hi, alpha=0.2, color="C0", label="95% bootstrap band")
-    ax_n.plot(xs, f(xs), color="C0",
-              label=f"E + A·N^-α, α={f.alpha:.3f} "
-                    f"[{f.intervals['alpha'][1]:.3f}, {f.intervals['alpha'][2]:.3f}]")
+    label = (f"E + A·N^-α, α={f.alpha:.3f} "
+             f"[{f.intervals['alpha'][1]:.3f}, {f.intervals['alpha'][2]:.3f}]")
+    if f.warnings:
+        label = "E + A·N^-α: failed its checks (see warnings), not an estimate"
+    ax_n.plot(xs, f(xs), color="C0", ls="--" if f.warnings else "-", label=label)
     ax_n.scatter(fits.sizes, fits.final_losses, color="k", zorder=3, label="final eval loss")
-    ax_n.set(xscale="log", xlabel="non-embedding parameters N", ylabel="eval loss (nats/token)",
+    ax_n.set(xscale="log", xlabel="non-embedding parameters N", ylabel=UNITS[metric],
              title="L(N)")
     ax_n.legend(fontsize=8)
+    warn_on_axes(ax_n, f.warnings)
 
     for k, p in enumerate(sorted(points, key=lambda p: p.non_embedding_params)):
         ax_c.plot(p.compute, p.losses, "o-", ms=3, lw=1, alpha=0.7, color=f"C{k % 10}",
@@ -381,9 +488,11 @@ def plot(fits: ScalingFits, points: list[RunPoints], path: str) -> None:
         g = fits.loss_vs_compute
         cs = np.geomspace(fits.envelope.compute.min(), fits.envelope.compute.max(), 200)
         ax_c.plot(cs, g(cs), "k--", label=f"fit, β={g.alpha:.3f}")
-    ax_c.set(xscale="log", xlabel="compute C = 6·N·D (FLOPs)", ylabel="eval loss",
+    ax_c.set(xscale="log", xlabel="compute C = 6·N·D (FLOPs)", ylabel=UNITS[metric],
              title="L(C): eval loss vs compute")
     ax_c.legend(fontsize=7)
+    if fits.loss_vs_compute is not None:
+        warn_on_axes(ax_c, fits.loss_vs_compute.warnings)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -56,6 +56,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from scaling import storage
 from scaling.profiling import parse_profile_steps
 
 METRICS_FILE = "metrics.jsonl"
@@ -125,12 +126,13 @@ class MetricsWriter:
     """Append records to `workdir/metrics.jsonl` and (optionally) TensorBoard.
 
     Only process 0 writes by default; on other processes every method is a no-op. The file is
-    opened in append mode, so a resumed run continues it. Each record is one `write()` of a
-    complete line followed by a flush, so a killed run leaves only complete lines (except
-    possibly the very last one, which `scaling.runs` tolerates).
+    appended to (`scaling.storage.LineAppender`), so a resumed run continues it. On a local
+    disk each record is one `write()` of a complete line followed by a flush, so a killed run
+    leaves only complete lines (except possibly the very last one, which `scaling.runs`
+    tolerates); in a bucket the object is rewritten every few seconds and on `flush`.
 
     Args:
-        workdir: the run directory (created if missing).
+        workdir: the run directory, a local path or URL (created if missing).
         enabled: write anything at all; default `jax.process_index() == 0`.
         tensorboard: also write numeric fields as TensorBoard scalars under `workdir/tb`.
         tracker: also hand each record's numeric fields to this tracker
@@ -142,17 +144,15 @@ class MetricsWriter:
                  tensorboard: bool = True, tracker=None):
         self.enabled = _default_enabled() if enabled is None else bool(enabled)
         self.workdir = os.fspath(workdir)
-        self.path = os.path.join(self.workdir, METRICS_FILE)
+        self.path = storage.join(self.workdir, METRICS_FILE)
         self._file = None
         self._tb = None
         self._tracker = tracker if self.enabled else None
         if not self.enabled:
             return
-        os.makedirs(self.workdir, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = storage.LineAppender(self.path)
         if tensorboard:
-            from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(logdir=os.path.join(self.workdir, TB_DIR), flush_secs=30)
+            self._tb = storage.tensorboard_writer(storage.join(self.workdir, TB_DIR))
 
     def write(self, record: dict) -> None:
         """Append one record (a dict of scalars); numeric fields also go to TensorBoard."""
@@ -161,8 +161,9 @@ class MetricsWriter:
         clean = to_json_value(dict(record))
         clean.setdefault("time", time.time())
         line = json.dumps(clean, allow_nan=False, separators=(", ", ": ")) + "\n"
-        self._file.write(line)      # one call, one complete line
-        self._file.flush()
+        # One call, one complete line; flushed at once on disk, uploaded every few seconds
+        # to a bucket (LineAppender: an upload rewrites the whole object).
+        self._file.write(line)
         if "event" in clean:
             if self._tracker is not None:
                 self._tracker.event(clean["event"], {k: v for k, v in clean.items()
@@ -194,6 +195,9 @@ class MetricsWriter:
         self.write({"event": kind, **fields})
 
     def flush(self) -> None:
+        """Make everything written so far visible (uploads, on a bucket)."""
+        if self._file is not None:
+            self._file.flush()
         if self._tb is not None:
             self._tb.flush()
 
@@ -384,11 +388,10 @@ def cut_window(workdir: str, start_step: int, log_every: int) -> dict | None:
         return None
     record = None
     try:
-        with open(os.path.join(workdir, "metrics.jsonl")) as f:
-            for line in f:
-                r = json.loads(line)
-                if r.get("step") == start_step and "nonfinite_steps" in r:
-                    record = r  # readers keep the latest record of a step
+        for line in storage.read_text(storage.join(workdir, METRICS_FILE)).splitlines():
+            r = json.loads(line)
+            if r.get("step") == start_step and "nonfinite_steps" in r:
+                record = r  # readers keep the latest record of a step
     except (OSError, ValueError):
         return None
     if record is None or record.get("loss") is None:

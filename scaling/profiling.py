@@ -8,7 +8,10 @@ enough: step 1 includes one-time work, and a trace of many steps is large and sl
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+
+from scaling import storage
 
 
 def parse_profile_steps(text: str, total_steps: int | None = None) -> tuple[int, int] | None:
@@ -49,6 +52,10 @@ class StepTracer:
     def __init__(self, window: tuple[int, int] | None, log_dir: str):
         self.window = window
         self.log_dir = os.fspath(log_dir)
+        # jax.profiler writes local files: a bucket log dir gets the trace copied up on close.
+        self._trace_dir = (tempfile.mkdtemp(prefix="scaling-trace-")
+                           if window is not None and storage.is_url(self.log_dir)
+                           else self.log_dir)
         self.active = False
         self.done = False
 
@@ -61,7 +68,7 @@ class StepTracer:
             return 0.0
         import jax  # noqa: PLC0415
         t = time.perf_counter()
-        jax.profiler.start_trace(self.log_dir)
+        jax.profiler.start_trace(self._trace_dir)
         self.active = True
         return time.perf_counter() - t
 
@@ -83,3 +90,5 @@ class StepTracer:
             import jax  # noqa: PLC0415
             jax.profiler.stop_trace()
             self.active, self.done = False, True
+            if self._trace_dir != self.log_dir:
+                storage.copy_tree(self._trace_dir, self.log_dir)

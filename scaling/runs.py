@@ -21,6 +21,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from scaling import storage
+
 METRICS_FILE = "metrics.jsonl"      # = scaling.metrics.METRICS_FILE (not imported: keep this light)
 CONFIG_FILE = "config.json"
 
@@ -127,14 +129,25 @@ def _add_step_record(records: list[dict], record: dict) -> None:
     records.append(record)
 
 
+def _path(p: str | Path):
+    """A pathlib.Path for local paths, an etils.epath.Path for URLs (gs://, s3://)."""
+    return storage.path(p) if storage.is_url(p) else Path(p)
+
+
+def _name(run_dir) -> str:
+    resolved = run_dir if storage.is_url(run_dir) else run_dir.resolve()
+    return resolved.name or str(run_dir)
+
+
 def read_run(path: str | Path) -> Run:
-    """Read one run directory (or a metrics.jsonl file). Never raises on bad content."""
-    path = Path(path)
+    """Read one run directory (or a metrics.jsonl file), local or a URL. Never raises on bad
+    content."""
+    path = _path(path)
     if path.is_file():
         metrics_path, run_dir = path, path.parent
     else:
         metrics_path, run_dir = path / METRICS_FILE, path
-    run = Run(path=run_dir, name=run_dir.resolve().name or str(run_dir))
+    run = Run(path=run_dir, name=_name(run_dir))
 
     config_path = run_dir / CONFIG_FILE
     if config_path.is_file():
@@ -229,7 +242,7 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
     """Read several runs. A directory without metrics.jsonl whose subdirectories have one
     stands for those subdirectories (`scaling report runs/`)."""
     runs: list[Run] = []
-    for p in map(Path, paths):
+    for p in map(_path, paths):
         if p.is_dir() and not (p / METRICS_FILE).is_file():
             children = sorted(c for c in p.iterdir() if (c / METRICS_FILE).is_file())
             if children:
@@ -240,7 +253,7 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
     names = [r.name for r in runs]
     for r in runs:
         if names.count(r.name) > 1:
-            r.name = f"{r.path.resolve().parent.name}/{r.name}"
+            r.name = f"{_name(r.path.parent)}/{r.name}"
     return runs
 
 

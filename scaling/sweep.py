@@ -26,11 +26,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import shlex
 import time
 
 import ml_collections
+
+from scaling import storage
 
 BUDGETS = ("tokens", "flops")
 # Which N counts in C = 6·N·D: Kaplan et al. 2020 leave out the embeddings, Hoffmann et al.
@@ -283,15 +284,15 @@ def is_finished(run_dir: str) -> bool:
     """True when the run's metrics.jsonl records a `run_end` event."""
     from scaling.runs import read_run  # noqa: PLC0415
 
-    return os.path.isfile(os.path.join(run_dir, "metrics.jsonl")) and \
+    return storage.path(storage.join(run_dir, "metrics.jsonl")).is_file() and \
         read_run(run_dir).run_end is not None
 
 
 def stored_fingerprint(run_dir: str) -> str | None:
     """The sweep_member.fingerprint of run_dir/config.json, or None (no such file or field)."""
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            return json.load(f)["sweep_member"]["fingerprint"]
+        return json.loads(storage.read_text(storage.join(run_dir, "config.json"))
+                          )["sweep_member"]["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -301,7 +302,7 @@ def check_identity(m: Member, run_dir: str) -> None:
 
     A directory without config.json has not started training yet and is anyone's.
     """
-    if not os.path.isfile(os.path.join(run_dir, "config.json")):
+    if not storage.path(storage.join(run_dir, "config.json")).is_file():
         return
     stored = stored_fingerprint(run_dir)
     if stored != m.fingerprint:
@@ -313,9 +314,9 @@ def member_state(m: Member, run_dir: str) -> tuple[str, int | None]:
     """('done' | 'partial' | 'missing' | 'other run', last logged step or None)."""
     from scaling.runs import read_run, summarize  # noqa: PLC0415
 
-    if not os.path.isdir(run_dir):
+    if not storage.path(run_dir).is_dir():
         return "missing", None
-    if os.path.isfile(os.path.join(run_dir, "config.json")) and \
+    if storage.path(storage.join(run_dir, "config.json")).is_file() and \
             stored_fingerprint(run_dir) != m.fingerprint:
         return "other run", None
     run = read_run(run_dir)
@@ -332,7 +333,7 @@ def status_lines(sweep_members: list[Member], workdir: str) -> list[str]:
     """
     rows = [("member", "N", "budget", "tokens", "6ND", "steps", "state")]
     for m in sweep_members:
-        state, step = member_state(m, os.path.join(workdir, m.name))
+        state, step = member_state(m, storage.join(workdir, m.name))
         if state == "partial":
             state = f"partial (last step {step} of {m.steps})"
         rows.append((m.name, f"{m.budget_params:,}",
@@ -341,8 +342,9 @@ def status_lines(sweep_members: list[Member], workdir: str) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     names = {m.name for m in sweep_members}
-    others = sorted(d for d in (os.listdir(workdir) if os.path.isdir(workdir) else [])
-                    if d not in names and os.path.isdir(os.path.join(workdir, d)))
+    root = storage.path(workdir)
+    others = sorted(d.name for d in (root.iterdir() if root.is_dir() else [])
+                    if d.name not in names and d.is_dir())
     if others:
         lines.append(f"{len(others)} other run dir(s) in {workdir}, not members of this sweep "
                      f"(another budget, schedule or data): {', '.join(others)}")
@@ -384,7 +386,7 @@ def launch_commands(config_arg: str, workdir: str, sweep_members: list[Member],
     for m in sweep_members:
         explicit = [f"--config.{f}={_get(m.config, f)}" for f in MEMBER_FIELDS]
         argv = ["scaling", "train", "--config", f"{config_arg}.{m.index}",
-                "--workdir", os.path.join(workdir, m.name), *kept, *explicit]
+                "--workdir", storage.join(workdir, m.name), *kept, *explicit]
         lines.append(" ".join(shlex.quote(a) for a in argv))
     return lines
 
@@ -410,12 +412,12 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
     if train_fn is None:
         from scaling.train import run as train_fn  # noqa: PLC0415
     for m in sweep_members:
-        check_identity(m, os.path.join(workdir, m.name))
-    os.makedirs(workdir, exist_ok=True)
+        check_identity(m, storage.join(workdir, m.name))
+    storage.path(workdir).mkdir(parents=True, exist_ok=True)
     ran, skipped, per_run = [], [], {}
     start = time.perf_counter()
     for m in sweep_members:
-        run_dir = os.path.join(workdir, m.name)
+        run_dir = storage.join(workdir, m.name)
         header = (f"[{m.index + 1}/{len(sweep_members)}] {m.name}: "
                   f"N={m.budget_params:,} {m.flops_params.replace('_', '-')}, {m.steps} steps, "
                   f"{m.tokens:,} tokens, C=6ND={m.flops_6nd:.3g}")
@@ -423,7 +425,7 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
             log(f"{header}: finished earlier, skipped")
             skipped.append(m.name)
             continue
-        log(f"{header}{': resuming' if os.path.isdir(run_dir) else ''}")
+        log(f"{header}{': resuming' if storage.path(run_dir).is_dir() else ''}")
         t = time.perf_counter()
         train_fn(m.config, run_dir)
         per_run[m.name] = time.perf_counter() - t
@@ -439,6 +441,5 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
                             "heads": m.heads, "params": m.params,
                             **member_record(m, m.config.sweep_member.sweep)}
                            for m in sweep_members]}
-    with open(os.path.join(workdir, SWEEP_FILE), "w") as f:
-        json.dump(summary, f, indent=1)
+    storage.write_text_atomic(storage.join(workdir, SWEEP_FILE), json.dumps(summary, indent=1))
     return summary

@@ -14,6 +14,8 @@ import os
 import sys
 import uuid
 
+from scaling import storage
+
 RUN_ID_FILE = "wandb_run_id"
 
 
@@ -38,18 +40,20 @@ class WandbTracker:
 
 def _run_id(workdir: str) -> str:
     """This workdir's W&B run id: read back on a resume, else made and kept."""
-    path = os.path.join(workdir, RUN_ID_FILE)
-    try:
-        with open(path) as f:
-            run_id = f.read().strip()
+    path = storage.join(workdir, RUN_ID_FILE)
+    if storage.exists(path):
+        run_id = storage.read_text(path).strip()
         if run_id:
             return run_id
-    except OSError:
-        pass
     run_id = uuid.uuid4().hex[:12]
-    with open(path, "w") as f:
-        f.write(run_id + "\n")
+    storage.write_text_atomic(path, run_id + "\n")
     return run_id
+
+
+def _local_dir(workdir: str) -> str:
+    """Where W&B keeps its files: workdir/wandb, or for a bucket workdir ./wandb here (W&B
+    writes only local files; `wandb sync` uploads an offline run from there)."""
+    return "." if storage.is_url(workdir) else workdir
 
 
 def open_wandb(metrics_config, resolved_config: dict, workdir: str) -> WandbTracker | None:
@@ -72,10 +76,12 @@ def open_wandb(metrics_config, resolved_config: dict, workdir: str) -> WandbTrac
               "-e \".[wandb]\"); training on without W&B (metrics.jsonl and TensorBoard still "
               "record everything)", file=sys.stderr, flush=True)
         return None
-    name = m.wandb_run_name or os.path.basename(os.path.abspath(workdir))
+    workdir = os.fspath(workdir)
+    name = m.wandb_run_name or os.path.basename(
+        workdir.rstrip("/") if storage.is_url(workdir) else os.path.abspath(workdir))
     try:
         run = wandb.init(project=m.wandb_project or None, entity=m.wandb_entity or None,
-                         name=name, dir=workdir, config=resolved_config,
+                         name=name, dir=_local_dir(workdir), config=resolved_config,
                          id=_run_id(workdir), resume="allow",
                          settings=wandb.Settings(console="off"))
     except Exception as e:  # no login, no network: the run matters more than the tracker

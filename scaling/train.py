@@ -9,7 +9,6 @@ Read it top to bottom; each banner is one stage. Only this file talks to data, m
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -22,7 +21,7 @@ from scaling.batch_spec import FAMILY_OBJECTIVES
 from scaling import data as data_lib
 from scaling.compile_step import compile_step
 from scaling.config_loading import ConfigError
-from scaling import distributed, pmap_engine, sharding, tasks, tracking, workdir_lock
+from scaling import distributed, pmap_engine, sharding, storage, tasks, tracking, workdir_lock
 from scaling import hardware
 from scaling import metrics as metrics_lib
 from scaling.metrics import MetricsWriter, Throughput, cut_window, memory_stats
@@ -134,8 +133,8 @@ def run(config, workdir: str) -> dict:
     resolved["model"]["vocab_size"] = spec.vocab_size  # what "0 = tokenizer's" became
     if jax.process_index() == 0:
         workdir_lock.acquire(workdir)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(resolved, f, indent=1, default=str)
+        storage.write_text_atomic(storage.join(workdir, "config.json"),
+                                  json.dumps(resolved, indent=1, default=str))
 
     # ---- 4. Data: this host's rows of every global batch --------------------------------
     host = dict(process_index=jax.process_index(), process_count=jax.process_count())
@@ -203,7 +202,7 @@ def run(config, workdir: str) -> dict:
             state, data_state, start_step = checkpoints.restore(resume, target)
             if data_state is not None:  # None: a checkpoint written by `scaling import-hf`
                 train_iter.set_state(data_state)
-            ckpt_lib.trim_partial_line(os.path.join(workdir, "metrics.jsonl"))
+            ckpt_lib.trim_partial_line(storage.join(workdir, "metrics.jsonl"))
             window_carry = cut_window(workdir, start_step, config.train.log_every)
             if start_step >= steps:  # restored and verified: nothing left to train
                 checkpoints.close()
@@ -309,7 +308,7 @@ def run(config, workdir: str) -> dict:
     def over_peak(kind: str, warning: str) -> None:   # once per kind, on the console
         progress.message(f"warning: {warning}")       # (called from the loop, section 8)
         if kind == "MFU" and probed:
-            hardware.expire_cpu_peak(f"MFU > 1 in {os.path.abspath(workdir)}")
+            hardware.expire_cpu_peak(f"MFU > 1 in {workdir}")
 
     meter = Throughput(flops_per_token, tokens_per_step, num_devices, peak, hw_flops,
                        start_step=start_step, peak_source=peak_source, on_over_peak=over_peak,
@@ -352,7 +351,7 @@ def run(config, workdir: str) -> dict:
     # thread, so the loop cannot run ahead of it there; grain's threads still prefetch.)
     progress = Progress(steps, start_step=int(state.step))
     tracer = StepTracer(parse_profile_steps(config.metrics.profile_steps),  # metrics.profile_steps
-                        os.path.join(workdir, metrics_lib.TB_DIR))
+                        storage.join(workdir, metrics_lib.TB_DIR))
     pending, data_wait, train_losses, last_eval = [], 0.0, [], {}
     interval_start = time.perf_counter()
     batch = first
@@ -425,6 +424,7 @@ def run(config, workdir: str) -> dict:
             if checkpoints.due(step) and step < steps:
                 check_finite(jax.device_get(pending), step)
                 if worth_saving(step):
+                    writer.flush()  # a bucket's metrics.jsonl holds every record up to here
                     save_s = checkpoints.save(step, host_state(state), data_state)
                     meter.mark_unproductive(save_s, "checkpoint")
                     interval_start += save_s

@@ -8,6 +8,10 @@ before a run writes or cleans anything and held until it ends.
 process (kill -9, OOM) is taken over without any stale-PID guessing; the file's text only
 names the holder for the error message. On a multi-host job process 0 holds it: the other
 hosts write only their own array shards, under process 0's coordination.
+
+A bucket workdir (gs://...) is not locked: object stores have no lock a dead holder gives
+back, and a lock object with a heartbeat would guess at staleness, which this module avoids.
+Run one training per bucket workdir (a scheduler that restarts a job starts one copy).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import fcntl
 import json
 import os
 import socket
+
+from scaling import storage
 
 LOCK_FILE = ".lock"
 
@@ -29,7 +35,12 @@ class WorkdirBusy(ValueError):
 
 
 def acquire(workdir: str) -> None:
-    """Take the workdir's lock, or raise WorkdirBusy naming the holder (host, pid, start)."""
+    """Take the workdir's lock, or raise WorkdirBusy naming the holder (host, pid, start).
+
+    A URL workdir is not locked (see the module docstring); this returns at once.
+    """
+    if storage.is_url(workdir):
+        return
     path = os.path.abspath(workdir)
     if path in _HELD:
         return
@@ -53,6 +64,8 @@ def acquire(workdir: str) -> None:
 
 def release(workdir: str) -> None:
     """Let another run use the workdir (the file stays; only the lock matters)."""
+    if storage.is_url(workdir):
+        return
     fd = _HELD.pop(os.path.abspath(workdir), None)
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the flock

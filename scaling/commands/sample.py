@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -23,8 +22,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
     args = parser.parse_args(argv)
 
-    config_path = os.path.join(args.workdir, "config.json")
-    if not os.path.isfile(config_path):
+    from scaling import storage  # noqa: PLC0415
+
+    config_path = storage.join(args.workdir, "config.json")
+    if not storage.path(config_path).is_file():
         print(f"scaling sample: error: --workdir: no config.json in {args.workdir!r}; "
               "is it a training run directory?", file=sys.stderr)
         return 2
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
     from scaling.models import build_model, model_spec  # noqa: PLC0415
     from scaling.sample import generate  # noqa: PLC0415
 
-    config = ml_collections.ConfigDict(json.load(open(config_path)))
+    config = ml_collections.ConfigDict(json.loads(storage.read_text(config_path)))
     spec = model_spec(config)
     if spec.family != "decoder":
         print(f"scaling sample: error: model.family: sampling needs a decoder-only model, "

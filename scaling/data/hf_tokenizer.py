@@ -27,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
+from scaling import storage
 from scaling.data import token_bytes
 
 KINDS = ("hf", "gpt2_bpe", "roberta_bpe", "wordpiece", "wordpiece_cased")
@@ -71,11 +72,10 @@ def _named_tokens(directory: str) -> dict[str, str]:
     """role -> token text, from tokenizer_config.json then special_tokens_map.json."""
     named = {}
     for filename in ("special_tokens_map.json", "tokenizer_config.json"):  # later wins
-        path = os.path.join(directory, filename)
-        if not os.path.isfile(path):
+        path = storage.join(directory, filename)
+        if not storage.path(path).is_file():
             continue
-        with open(path) as f:
-            entries = json.load(f)
+        entries = json.loads(storage.read_text(path))
         for role in _ROLES:
             value = entries.get(f"{role}_token")
             if isinstance(value, dict):
@@ -171,17 +171,18 @@ class HFTokenizer(LibraryTokenizer):
         from tokenizers import Tokenizer  # imported only when such a tokenizer is asked for
 
         name = "hf:" + directory
-        path = os.path.join(directory, "tokenizer.json")
-        if not os.path.isfile(path):
+        path = storage.join(directory, "tokenizer.json")
+        if not storage.path(path).is_file():
             raise ValueError(f"data.tokenizer: no tokenizer.json in {directory!r}")
         self.directory = directory
+        data = storage.path(path).read_bytes()  # a local file or a URL (an imported run's)
         try:
-            tok = Tokenizer.from_file(path)
+            tok = Tokenizer.from_str(data.decode("utf-8"))
         except Exception as e:  # noqa: BLE001  (the Rust library's errors have no common type)
             raise ValueError(f"data.tokenizer: {path} is not a valid tokenizer.json "
                              f"({str(e).splitlines()[0][:120]})") from None
-        super().__init__(tok, _named_tokens(directory), "hf-" + _digest(path),
-                         _lengths_of(tok), name)
+        key = "hf-" + hashlib.sha1(data).hexdigest()[:12]
+        super().__init__(tok, _named_tokens(directory), key, _lengths_of(tok), name)
 
 
 def _byte_level_bpe(kind: str, directory: str) -> LibraryTokenizer:

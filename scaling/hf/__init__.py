@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from scaling import storage
 from scaling.hf import bert, gpt2, io, xlnet
 from scaling.hf.errors import HFError
 
@@ -166,7 +167,7 @@ def import_hf(src: str, family: str, workdir: str, *, skip: tuple = (),
     config.data.update(_OBJECTIVES[family])
     config.data.seq_len = min(config.data.seq_len, spec.max_positions)
     config.experiment = f"import-hf:{family}"
-    tokenizer_dir = os.path.join(os.path.abspath(workdir), "tokenizer")
+    tokenizer_dir = str(storage.path(workdir) / "tokenizer")
     has_tokenizer = "tokenizer.json" in io.tokenizer_files(src)
     if has_tokenizer:
         from scaling.data.hf_tokenizer import HFTokenizer  # noqa: PLC0415
@@ -203,6 +204,9 @@ def export_hf(workdir: str, out: str, step: int | None = None) -> dict:
                       f"{', '.join(_EXPORTERS)})")
     module = _EXPORTERS[spec.family]
     module.check_exportable(spec)
+    if storage.is_url(out):  # the weights are written with local file writers
+        raise HFError(f"--out: {out!r} is a URL; export-hf writes a local directory (copy it "
+                      "to the bucket afterwards)")
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise HFError(f"--out: {out!r} exists and is not an empty directory")
     tokenizer = None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 
+from scaling import storage
 from scaling.hf.errors import HFError
 
 # Files a tokenizer may consist of; copied along with the weights (none is required).
@@ -103,14 +103,14 @@ def write_model(out: str, config: dict, tensors: dict[str, np.ndarray]) -> None:
 
 def tokenizer_files(src: str) -> list[str]:
     """The tokenizer files present in `src`."""
-    return [name for name in TOKENIZER_FILES if os.path.isfile(os.path.join(src, name))]
+    return [name for name in TOKENIZER_FILES if storage.path(storage.join(src, name)).is_file()]
 
 
 def copy_tokenizer(src: str, dst: str) -> list[str]:
     """Copy `src`'s tokenizer files into `dst` (created); returns the names copied."""
     names = tokenizer_files(src)
     if names:
-        os.makedirs(dst, exist_ok=True)
-    for name in names:
-        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+        storage.path(dst).mkdir(parents=True, exist_ok=True)
+    for name in names:  # dst may be a URL: an import into a bucket workdir
+        (storage.path(dst) / name).write_bytes(storage.path(storage.join(src, name)).read_bytes())
     return names

@@ -8,14 +8,13 @@ the directory itself all read it like any trained run.
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from scaling import checkpoint as ckpt_lib
+from scaling import checkpoint as ckpt_lib, storage
 from scaling.hf.errors import HFError
 
 
@@ -27,7 +26,7 @@ def check_new_workdir(workdir: str) -> None:
         raise HFError(str(e)) from None
     if ckpt_lib.saved_steps(ckpt_lib.checkpoint_dir(workdir)):
         raise HFError(f"--workdir: {workdir!r} already has checkpoints; give a new directory")
-    if os.path.exists(os.path.join(workdir, "config.json")):
+    if storage.exists(storage.join(workdir, "config.json")):
         raise HFError(f"--workdir: {workdir!r} already holds a run (config.json); give a new "
                       "directory")
 
@@ -37,10 +36,9 @@ def write_run(workdir: str, config, spec, params) -> str:
     from scaling.optim import make_optimizer  # noqa: PLC0415
     from scaling.train_state import TrainState  # noqa: PLC0415
 
-    os.makedirs(workdir, exist_ok=True)
     resolved = ckpt_lib.resolved_config(config, spec)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(resolved, f, indent=1)
+    storage.write_text_atomic(storage.join(workdir, "config.json"),
+                              json.dumps(resolved, indent=1))
     params = jax.tree.map(jnp.asarray, params)
     tx = make_optimizer(config.optim, config.train.steps)
     # As scaling.train_state.make_init_fn: the state keeps the second half of the split.
@@ -53,18 +51,17 @@ def write_run(workdir: str, config, spec, params) -> str:
     checkpoints.save(0, state, None)
     checkpoints.wait()
     checkpoints.close()
-    return os.path.join(checkpoints.directory, "0")
+    return storage.join(checkpoints.directory, "0")
 
 
 def read_run(workdir: str):
     """(config, spec) of a run directory, from its config.json."""
     from scaling.models import model_spec  # noqa: PLC0415
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = storage.join(workdir, "config.json")
+    if not storage.path(path).is_file():
         raise HFError(f"--workdir: no config.json in {workdir!r}; is it a run directory?")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.loads(storage.read_text(path)))
     try:
         spec = model_spec(config)
     except ValueError as e:
