@@ -24,7 +24,6 @@ before anything runs).
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import flags
@@ -74,13 +73,13 @@ def main(argv: list[str]) -> int:
 
     try:
         parse_run(fv, argv, "scaling sweep", "experiments/sweep.py:tiny", "runs/sweep")
-        from scaling import sweep  # noqa: PLC0415  (JAX only once the flags are good)
+        from scaling import storage, sweep  # noqa: PLC0415  (JAX only once the flags are good)
         from scaling import train  # noqa: PLC0415
         members = sweep.members(fv.config)
         for m in members:    # every member's config is checked before the first one trains
             train.validate(m.config)
             if not fv.status:   # a directory holding another run: refused, never reused
-                sweep.check_identity(m, os.path.join(fv.workdir, m.name))
+                sweep.check_identity(m, storage.join(fv.workdir, m.name))
     except ValueError as e:  # ConfigError is a ValueError
         return fail(str(e))
 
