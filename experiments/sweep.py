@@ -6,6 +6,7 @@
 
 Variants: `tiny` is the whole sweep (what `scaling sweep` takes); `tiny.K` is its K-th member
 (0-based) as an ordinary single-run train config, which is what `scaling sweep --emit` prints.
+`isoflop` is an iso-FLOP grid (Hoffmann et al. 2022, approach 2): 3 compute budgets x 4 sizes.
 
 Shapes. The size table's GPT-2 rows have width/layers = 64 (small, 768/12), 43 (medium,
 1024/24), 36 (large, 1280/36) and 33 (xl, 1600/48): wider-than-deep by 33-64x, the ratio
@@ -32,6 +33,16 @@ Learning rate: one constant rate (2e-3) over-drives the largest member (its loss
 next size down); `sweep.lr_rule='kaplan'` (the default) lowers it with N as Kaplan et al.
 found compute-efficient.
 
+Iso-FLOP grid (`isoflop`). Budgets C = 5e11, 1.5e12, 4.5e12, counted as C = 6·N·D with N
+every parameter (sweep.flops_params='total', Chinchilla's count): at these sizes the byte
+embeddings and the head are a large part of the model, and counting only non-embedding N
+hands the smallest models several times the real compute of the largest. Each budget trains
+4 sizes from ISOFLOP_LADDER, shifted up the ladder with the budget, so that its losses can
+make a U in log N around its optimum; smaller budgets left the loss still falling towards the
+smallest model (no left arm). Every member's config.json has `sweep_member.budget_flops` = its
+C (what `scaling fit --isoflop` groups by) and `sweep_member.budget_params` = its N. The
+grid is sized for about half an hour on 2 CPU cores (estimate in the README).
+
 Timing (2 CPU cores): `tiny` trains each member on 800k tokens (391 steps of 16 x 128); the
 largest member takes about half the time. Measured and estimated wall times are in the README;
 on an idle machine `--config.sweep.tokens=2000000` gives cleaner fits in well under 30 min.
@@ -50,10 +61,13 @@ SIZES = {
 
 # Iso-FLOP grids: {compute budget C = 6·N·D: its sizes, smallest first}. Each budget's sizes
 # bracket that budget's expected optimum, so its final losses make a U in log N.
-ISOFLOP_LADDER = ((1, 32, 2), (1, 48, 3), (2, 48, 3), (2, 64, 4), (2, 96, 6), (3, 128, 8))
+# Total parameters (with embeddings) 11.5k, 19.6k, 29.2k, 53k, 81k, 133k, 273k.
+ISOFLOP_LADDER = ((1, 16, 1), (1, 24, 2), (1, 32, 2), (1, 48, 3), (2, 48, 3), (2, 64, 4),
+                  (2, 96, 6))
 GRIDS = {
-    "isoflop": {1e11: ISOFLOP_LADDER[0:4], 4e11: ISOFLOP_LADDER[1:5],
-                1.6e12: ISOFLOP_LADDER[2:6]},
+    "isoflop": {5e11: ISOFLOP_LADDER[0:4], 1.5e12: ISOFLOP_LADDER[1:5],
+                4.5e12: (ISOFLOP_LADDER[2], ISOFLOP_LADDER[3], ISOFLOP_LADDER[5],
+                         ISOFLOP_LADDER[6])},
 }
 
 
@@ -82,6 +96,7 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     if variant in GRIDS:           # several budgets: "C1;C2;..." (a string field then)
         del c.sweep["flops"]
         c.sweep.flops = ";".join(f"{b:.2g}".replace("e+", "e") for b in GRIDS[variant])
+    c.sweep.flops_params = "non_embedding"   # the N of C = 6·N·D: non_embedding | total
     c.sweep.evals = 6              # evaluations per member (the last at the final step)
     c.sweep.min_steps = 10         # never fewer optimizer steps than this
     # Peak learning rate per member: 'kaplan' = 0.003239 - 0.0001395·ln(N) (Kaplan et al.
@@ -94,10 +109,8 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.sweep.budget = "flops"
         c.sweep.sizes = "|".join(";".join(",".join(map(str, s)) for s in sizes)
                                  for sizes in grid.values())
+        c.sweep.flops_params = "total"
         c.sweep.evals = 4
-        # The largest member of the smallest budget gets ~80 steps: a 10-step warmup keeps
-        # it within scaling.sweep's rule (steps >= 5 x warmup and >= 50).
-        c.optim.warmup_steps = 10
     return c
 
 

@@ -34,6 +34,11 @@ import ml_collections
 from scaling import storage
 
 BUDGETS = ("tokens", "flops")
+# Which N counts in C = 6·N·D: Kaplan et al. 2020 leave out the embeddings, Hoffmann et al.
+# 2022 count every parameter (the difference explains much of their disagreement on N*(C):
+# Pearce & Song 2024). In tiny models the embeddings and the head are a large part of the
+# compute, so an iso-FLOP grid of them counts them.
+FLOPS_PARAMS = ("non_embedding", "total")
 LR_RULES = ("constant", "kaplan")
 SWEEP_FILE = "sweep.json"   # workdir/sweep.json: the members and what happened to each
 
@@ -66,11 +71,17 @@ class Member:
     budget: str = "tokens"              # sweep.budget: 'tokens' | 'flops'
     budget_value: float = 0.0           # this member's sweep.tokens or sweep.flops
     fingerprint: str = ""               # identity() hash, also in the name and config.json
+    flops_params: str = "non_embedding"  # sweep.flops_params: which N is in C = 6·N·D
+
+    @property
+    def budget_params(self) -> int:
+        """The N of C = 6·N·D: non-embedding (Kaplan) or total (Chinchilla) parameters."""
+        return self.params if self.flops_params == "total" else self.non_embedding_params
 
     @property
     def flops_6nd(self) -> float:
-        """Training compute as C = 6·N·D (Kaplan, non-embedding N)."""
-        return 6.0 * self.non_embedding_params * self.tokens
+        """Training compute as C = 6·N·D, N = budget_params."""
+        return 6.0 * self.budget_params * self.tokens
 
 
 def parse_sizes(text: str) -> list[tuple[int, int, int]]:
@@ -133,6 +144,9 @@ def validate_sweep(config) -> None:
                          "'kaplan'")
     if s.mlp_ratio <= 0:
         raise ValueError(f"sweep.mlp_ratio: must be positive, got {s.mlp_ratio}")
+    if s.get("flops_params", "non_embedding") not in FLOPS_PARAMS:
+        raise ValueError(f"sweep.flops_params: unknown {s.flops_params!r}; allowed: "
+                         "'non_embedding', 'total'")
     grid(config)
 
 
@@ -200,7 +214,9 @@ def members(config) -> list[Member]:
                            mlp_dim=int(s.mlp_ratio * width))
             counts = count_params(model_spec(c))   # one-line ValueError on a bad shape
             n = counts.non_embedding
-            tokens = budget_value if s.budget == "tokens" else budget_value / (6.0 * n)
+            flops_params = s.get("flops_params", "non_embedding")
+            n_budget = counts.backbone if flops_params == "total" else n
+            tokens = budget_value if s.budget == "tokens" else budget_value / (6.0 * n_budget)
             steps = max(int(s.min_steps), math.ceil(tokens / tokens_per_step))
             eval_every = max(1, math.ceil(steps / s.evals))
             c.train.steps = steps
@@ -216,7 +232,8 @@ def members(config) -> list[Member]:
             m = Member(index=index, name=name, layers=layers, width=width, heads=heads,
                        non_embedding_params=n, params=counts.backbone,
                        tokens=steps * tokens_per_step, steps=steps, config=c,
-                       budget=s.budget, budget_value=float(budget_value), fingerprint=key)
+                       budget=s.budget, budget_value=float(budget_value), fingerprint=key,
+                       flops_params=flops_params)
             c.sweep_member = ml_collections.ConfigDict(member_record(m, s.name))
             out.append(m)
     return out
@@ -227,12 +244,15 @@ def member_record(m: Member, sweep_name: str) -> dict:
 
     budget_flops is the member's compute budget C (sweep.flops) in a flops sweep and 0.0 in a
     tokens sweep; budget_tokens likewise; flops_6nd is what it actually spends, 6·N·D with D
-    rounded up to whole steps.
+    rounded up to whole steps and N = budget_params, the non-embedding or total parameter
+    count as flops_params says.
     """
     return {"sweep": sweep_name, "index": m.index, "budget": m.budget,
             "budget_flops": m.budget_value if m.budget == "flops" else 0.0,
             "budget_tokens": m.budget_value if m.budget == "tokens" else 0.0,
-            "non_embedding_params": m.non_embedding_params, "tokens": m.tokens,
+            "non_embedding_params": m.non_embedding_params, "params": m.params,
+            "flops_params": m.flops_params, "budget_params": m.budget_params,
+            "tokens": m.tokens,
             "steps": m.steps, "flops_6nd": m.flops_6nd, "fingerprint": m.fingerprint}
 
 
@@ -316,7 +336,7 @@ def status_lines(sweep_members: list[Member], workdir: str) -> list[str]:
         state, step = member_state(m, storage.join(workdir, m.name))
         if state == "partial":
             state = f"partial (last step {step} of {m.steps})"
-        rows.append((m.name, f"{m.non_embedding_params:,}",
+        rows.append((m.name, f"{m.budget_params:,}",
                      f"{m.budget}={m.budget_value:.3g}", f"{m.tokens:,}",
                      f"{m.flops_6nd:.3g}", str(m.steps), state))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -338,6 +358,7 @@ MEMBER_FIELDS = ("model.num_layers", "model.width", "model.num_heads", "model.ml
                  "checkpoint.every", "model.name", "experiment",
                  *(f"sweep_member.{k}" for k in ("sweep", "index", "budget", "budget_flops",
                                                  "budget_tokens", "non_embedding_params",
+                                                 "params", "flops_params", "budget_params",
                                                  "tokens", "steps", "flops_6nd",
                                                  "fingerprint")))
 
@@ -398,7 +419,7 @@ def run_sweep(sweep_members: list[Member], workdir: str, train_fn=None, log=prin
     for m in sweep_members:
         run_dir = storage.join(workdir, m.name)
         header = (f"[{m.index + 1}/{len(sweep_members)}] {m.name}: "
-                  f"N={m.non_embedding_params:,} non-embedding, {m.steps} steps, "
+                  f"N={m.budget_params:,} {m.flops_params.replace('_', '-')}, {m.steps} steps, "
                   f"{m.tokens:,} tokens, C=6ND={m.flops_6nd:.3g}")
         if is_finished(run_dir):
             log(f"{header}: finished earlier, skipped")

@@ -112,6 +112,8 @@ def test_sweep_runs_members_skips_finished_and_resumes(tmp_path, data_dir):
     assert first["ran"] == [m.name for m in members] and first["skipped"] == []
     for m in members:
         assert sweep.is_finished(os.path.join(workdir, m.name))
+        # train.run's config.json carries the member's fingerprint: what reuse checks.
+        assert sweep.stored_fingerprint(os.path.join(workdir, m.name)) == m.fingerprint
 
     trained.clear()
     second = sweep.run_sweep(members, workdir, train_fn=train_fn, log=lambda _: None)
@@ -304,17 +306,31 @@ def test_isoflop_grid_gives_each_budget_its_compute():
     assert len(by_budget) == 3 and all(len(g) == 4 for g in by_budget.values())
     for budget, group in by_budget.items():
         for m in group:
-            # C = 6·N·D, D rounded up to whole steps: within one step's compute above C.
-            assert budget <= 6 * m.non_embedding_params * m.tokens \
-                < budget + 6 * m.non_embedding_params * tokens_per_step
+            # C = 6·N·D with N every parameter (Chinchilla's count), D rounded up to whole
+            # steps: within one step's compute above C.
+            assert m.config.sweep_member.budget_params == m.params > m.non_embedding_params
+            assert budget <= 6 * m.params * m.tokens < budget + 6 * m.params * tokens_per_step
             assert m.steps >= max(sweep.MIN_STEPS, sweep.MIN_STEPS_PER_WARMUP_STEP
                                   * m.config.optim.warmup_steps)
             assert sweep.check_member(m) is None
             assert f"C{budget:.2g}".replace("e+", "e") in m.name
-        n = [m.non_embedding_params for m in group]
-        assert n == sorted(n) and n[-1] / n[0] >= 6          # sizes span the optimum
-    smallest = [min(m.non_embedding_params for m in g) for _, g in sorted(by_budget.items())]
+        n = [m.params for m in group]
+        assert n == sorted(n) and n[-1] / n[0] >= 4          # sizes span the optimum
+    smallest = [min(m.params for m in g) for _, g in sorted(by_budget.items())]
     assert smallest == sorted(smallest)                      # bigger budgets, bigger sizes
+
+
+def test_flops_params_total_counts_embeddings():
+    config = load("experiments/sweep.py:tiny", {"sweep.budget": "flops", "sweep.flops": 1e12})
+    kaplan = sweep.members(config)
+    config.sweep.flops_params = "total"
+    chinchilla = sweep.members(config)
+    for k, c in zip(kaplan, chinchilla):
+        assert k.tokens / c.tokens == pytest.approx(c.params / c.non_embedding_params, rel=0.05)
+        assert c.config.sweep_member.flops_params == "total"
+    config.sweep.flops_params = "all"
+    with pytest.raises(ValueError, match="sweep.flops_params: unknown 'all'"):
+        sweep.members(config)
 
 
 def test_grid_needs_one_size_list_per_budget():
@@ -322,3 +338,18 @@ def test_grid_needs_one_size_list_per_budget():
         sweep.members(load("experiments/sweep.py:isoflop", {"sweep.sizes": "1,32,2|1,48,3"}))
     with pytest.raises(ValueError, match="sweep.flops: 'x' is not a number"):
         sweep.members(load("experiments/sweep.py:isoflop", {"sweep.flops": "x"}))
+
+
+def test_cli_refuses_a_directory_of_another_run(tmp_path, capsys):
+    members = _members()
+    os.makedirs(tmp_path / members[1].name)
+    (tmp_path / members[1].name / "config.json").write_text("{}")
+    argv = ["--config", "experiments/sweep.py:tiny", "--workdir", str(tmp_path), *MICRO]
+    assert sweep_cmd.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"scaling sweep: error: sweep: {tmp_path / members[1].name} holds another "
+                   f"run (fingerprint None, this member's {members[1].fingerprint}); move it "
+                   "away or use another --workdir")
+    assert os.listdir(tmp_path) == [members[1].name]          # nothing trained
+    assert sweep_cmd.main([*argv, "--status"]) == 0
+    assert "other run" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""`scaling sweep --config FILE:SWEEP --workdir DIR [--emit|--status] [--strict] [--config.a.b=v ...]`.
+"""`scaling sweep --config FILE:SWEEP --workdir DIR [--emit|--status] [--strict] [--config.x=v]`.
 
 Trains every member of a sweep config (a family of model sizes, each on a token or FLOP
 budget) one after another in WORKDIR/<member>, or with --emit prints one `scaling train`
@@ -73,11 +73,13 @@ def main(argv: list[str]) -> int:
 
     try:
         parse_run(fv, argv, "scaling sweep", "experiments/sweep.py:tiny", "runs/sweep")
-        from scaling import sweep  # noqa: PLC0415  (JAX only once the flags are good)
+        from scaling import storage, sweep  # noqa: PLC0415  (JAX only once the flags are good)
         from scaling import train  # noqa: PLC0415
         members = sweep.members(fv.config)
         for m in members:    # every member's config is checked before the first one trains
             train.validate(m.config)
+            if not fv.status:   # a directory holding another run: refused, never reused
+                sweep.check_identity(m, storage.join(fv.workdir, m.name))
     except ValueError as e:  # ConfigError is a ValueError
         return fail(str(e))
 
@@ -101,7 +103,7 @@ def main(argv: list[str]) -> int:
     from scaling.workdir_lock import WorkdirBusy  # noqa: PLC0415
     try:
         summary = sweep.run_sweep(members, fv.workdir)
-    except (CheckpointError, WorkdirBusy, ValueError) as e:
+    except (CheckpointError, WorkdirBusy) as e:
         return fail(str(e))
     except FloatingPointError as e:  # train.nonfinite=stop in a member
         print(f"scaling sweep: error: {str(e).splitlines()[0]}", file=sys.stderr)
