@@ -26,6 +26,7 @@ class Residuals:
     """Bytes one device keeps for the backward pass of one micro-batch."""
     per_layer: float   # one block (encoder-decoder: the mean of an encoder and decoder block)
     other: float       # embeddings, final norm, logits and loss
+    largest: float     # the largest residual of a block (e.g. attention probabilities)
 
     def total(self, layers: int) -> float:
         return layers * self.per_layer + self.other
@@ -38,7 +39,8 @@ def _split_axes(spec) -> set[int]:
 
 @functools.lru_cache(maxsize=64)
 def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: int,
-                    tensor: int) -> float:
+                    tensor: int) -> tuple[float, float]:
+    """(total, largest block residual) bytes per device."""
     import jax  # noqa: PLC0415
     from jax._src.ad_checkpoint import saved_residuals  # noqa: PLC0415
 
@@ -60,14 +62,19 @@ def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: i
         return weighted_cross_entropy(logits, batch["targets"], batch["weights"])[0]
 
     split = _split_axes(spec)
-    total = 0.0
+    total = largest = 0.0
     for aval, source in saved_residuals(loss, params, batch):
         if "argument" in source:        # parameters and the batch: counted elsewhere
             continue
+        if aval.dtype == bool and "stochastic" not in source:
+            continue    # masks from position comparisons: XLA recomputes them in fusions
+                        # (dropout's random masks, from flax's stochastic.py, are kept)
         size = aval.size * aval.dtype.itemsize
         divided = tensor > 1 and any(d in split for d in aval.shape[1:])
         total += size / tensor if divided else size
-    return total
+        if spec.padded_vocab_size not in aval.shape:      # a block's, not the logits'
+            largest = max(largest, size / tensor if divided else size)
+    return total, largest
 
 
 def residuals(spec, objective: str, rows: int, seq_len: int, target_len: int = 0,
@@ -93,7 +100,8 @@ def residuals(spec, objective: str, rows: int, seq_len: int, target_len: int = 0
             num_decoder_layers=layers if spec.family == "encoder_decoder" else 0)
         depth[layers] = _residual_bytes(shallow, objective, max(int(rows), 1), seq_len,
                                         target_len, tensor)
-    per_pair = depth[2] - depth[1]
+    per_pair = depth[2][0] - depth[1][0]
+    largest = depth[1][1]
     if spec.family == "encoder_decoder":       # one encoder + one decoder layer per step
-        return Residuals(per_layer=per_pair / 2, other=depth[1] - per_pair)
-    return Residuals(per_layer=per_pair, other=depth[1] - per_pair)
+        return Residuals(per_pair / 2, depth[1][0] - per_pair, largest)
+    return Residuals(per_pair, depth[1][0] - per_pair, largest)

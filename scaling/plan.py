@@ -21,7 +21,10 @@ weights (what `scaling train` does), at b = batch / (data·fsdp) / micro_batches
 - activations: what autodiff saves for the backward pass, traced from the model itself
   (scaling.activations: per-layer and other residuals, real dtypes, after model.remat),
   at the accelerator math (model.kernels='reference'); with full remat, each layer's input
-  plus one layer's activations while it is recomputed;
+  plus the largest residual of a layer while it is recomputed (XLA frees a recomputed
+  layer's residuals as its backward pass consumes them);
+- bfloat16 compute: the parameters and their gradients in bfloat16, 4 B/param / (fsdp ·
+  tensor): XLA hoists the per-layer casts out of the scanned layer loop;
 - logits: the float32 gradient of the logits, s·b·V·4 bytes / t, live beside the saved
   logits when the backward pass starts.
 The result is an estimate for sizing a job; `scaling compile` gives XLA's own figure for a
@@ -61,6 +64,7 @@ class Memory:
     grads: float
     optimizer: float
     grad_accumulation: float    # micro_batches > 1: the running sum of gradients
+    compute_copies: float       # bfloat16: the parameters and gradients in the compute dtype
     activations: float          # no remat
     activations_remat: float    # model.remat='full'
     activations_config: float   # the config's model.remat
@@ -71,7 +75,8 @@ class Memory:
         return self.params + self.grads + self.optimizer
 
     def _with(self, activations: float) -> float:
-        return self.state + self.grad_accumulation + activations + self.logits
+        return (self.state + self.grad_accumulation + self.compute_copies + activations
+                + self.logits)
 
     @property
     def total(self) -> float:
@@ -111,13 +116,16 @@ def memory_per_device(params: int, spec, mesh: dict[str, int], batch_size: int,
     plain = residuals(spec, remat="none", **trace)
     full = residuals(spec, remat="full", **trace)
     chosen = {"none": plain, "full": full}.get(spec.remat) or residuals(spec, **trace)
-    recompute = {"none": 0.0, "full": plain.per_layer}.get(spec.remat, plain.per_layer)
+    # Recomputing a layer in the backward pass frees its residuals as it goes: XLA holds
+    # about the largest of them at a time (the attention probabilities).
+    recompute = 0.0 if spec.remat == "none" else plain.largest
     logits = rows * (target_len or seq_len) * spec.padded_vocab_size * 4 / t
+    compute_copies = 4 * params / shard if spec.dtype == "bfloat16" else 0.0
     return Memory(params=4 * params / shard, grads=4 * params / shard,
                   optimizer=8 * params / shard,
                   grad_accumulation=4 * params / shard if micro > 1 else 0.0,
-                  activations=plain.total(layers),
-                  activations_remat=full.total(layers) + plain.per_layer,
+                  compute_copies=compute_copies, activations=plain.total(layers),
+                  activations_remat=full.total(layers) + plain.largest,
                   activations_config=chosen.total(layers) + recompute, logits=logits)
 
 
@@ -255,6 +263,7 @@ def format_plan(p: dict, aot: dict | None = None) -> str:
         f"    gradients (fp32)         {_bytes(m['grads']):>12}",
         f"    AdamW moments (2 x fp32) {_bytes(m['optimizer']):>12}",
         f"    gradient accumulation    {_bytes(m['grad_accumulation']):>12}",
+        f"    bf16 params + gradients  {_bytes(m['compute_copies']):>12}",
         f"    activations, no remat    {_bytes(m['activations']):>12}",
         f"    activations, full remat  {_bytes(m['activations_remat']):>12}",
         f"    logits gradient (fp32)   {_bytes(m['logits']):>12}",
