@@ -33,6 +33,9 @@ setup(
                  "scikit-learn>=1.5,<2"],  # reference metrics in tests/test_task_metrics.py
         # import-hf SRC given as a Hub name (downloads the model directory)
         "hf": ["huggingface_hub>=2.4,<3"],
+        # accelerators: jax's CUDA 12 or TPU build of the same version
+        "cuda": ["jax[cuda12]>=0.10,<0.11"],
+        "tpu": ["jax[tpu]>=0.10,<0.11"],
     },
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
 )
