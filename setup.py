@@ -41,6 +41,9 @@ setup(
         "hf": ["huggingface_hub>=2.4,<3"],
         # metrics.wandb=True (scaling/tracking.py)
         "wandb": ["wandb>=0.31,<0.32"],
+        # accelerators: jax's CUDA 12 or TPU build of the same version
+        "cuda": ["jax[cuda12]>=0.10,<0.11"],
+        "tpu": ["jax[tpu]>=0.10,<0.11"],
     },
     entry_points={"console_scripts": ["scaling=scaling.cli:main"]},
 )

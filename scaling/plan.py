@@ -13,20 +13,20 @@ each number uses:
   wall-clock hours · devices. Peaks and HBM: `scaling.hardware.DEVICES`.
 
 Memory per device for the (data, fsdp, tensor) mesh, training with AdamW in fp32 master
-weights (what `scaling train` does):
+weights (what `scaling train` does), at b = batch / (data·fsdp) / micro_batches rows:
 - parameters 4 B/param, gradients 4 B/param, AdamW moments 8 B/param, each divided by
   fsdp · tensor (assumes every parameter is split over both; biases and norms are in fact
-  replicated, a small error, and an indivisible dimension is left unsplit);
-- activations, per layer, Korthikanti et al. 2022 ("Reducing Activation Recomputation in
-  Large Transformer Models", eq. 2 with tensor parallelism t, no sequence parallelism):
-      s·b·h·(10 + 24/t + 5·a·s/(h·t)) bytes with 16-bit activations
-  (s = seq_len, b = micro-batch rows per data-parallel replica = batch / (data·fsdp) /
-  micro_batches, h = width, a = heads; it also counts 1-byte dropout masks), doubled for
-  float32 compute, times the layers (encoder-decoder: encoder + decoder layers, cross-
-  attention not counted separately). Plus the logits of the loss: s·b·V·4 bytes / t.
-- with full remat (model.remat='full'): only each layer's input is kept, 2·s·b·h bytes per
-  layer in 16-bit (again doubled for float32), plus one layer's full activations while it
-  is recomputed in the backward pass, plus the logits.
+  replicated, a small error); with micro_batches > 1 another 4 B/param holds the summed
+  gradients while each micro-batch's are computed;
+- activations: what autodiff saves for the backward pass, traced from the model itself
+  (scaling.activations: per-layer and other residuals, real dtypes, after model.remat),
+  at the accelerator math (model.kernels='reference'); with full remat, each layer's input
+  plus the largest residual of a layer while it is recomputed (XLA frees a recomputed
+  layer's residuals as its backward pass consumes them);
+- bfloat16 compute: the parameters and their gradients in bfloat16, 4 B/param / (fsdp ·
+  tensor): XLA hoists the per-layer casts out of the scanned layer loop;
+- logits: the float32 gradient of the logits, s·b·V·4 bytes / t, live beside the saved
+  logits when the backward pass starts.
 The result is an estimate for sizing a job; `scaling compile` gives XLA's own figure for a
 mesh of fake devices, and the planner runs it beside this estimate with --aot.
 """
@@ -63,45 +63,70 @@ class Memory:
     params: float
     grads: float
     optimizer: float
+    grad_accumulation: float    # micro_batches > 1: the running sum of gradients
+    compute_copies: float       # bfloat16: the parameters and gradients in the compute dtype
     activations: float          # no remat
     activations_remat: float    # model.remat='full'
-    logits: float
+    activations_config: float   # the config's model.remat
+    logits: float               # float32 gradient of the logits
 
     @property
     def state(self) -> float:
         return self.params + self.grads + self.optimizer
 
+    def _with(self, activations: float) -> float:
+        return (self.state + self.grad_accumulation + self.compute_copies + activations
+                + self.logits)
+
     @property
     def total(self) -> float:
-        return self.state + self.activations + self.logits
+        return self._with(self.activations)
 
     @property
     def total_remat(self) -> float:
-        return self.state + self.activations_remat + self.logits
+        return self._with(self.activations_remat)
+
+    @property
+    def total_config(self) -> float:
+        return self._with(self.activations_config)
 
 
 def activation_bytes_per_layer(seq_len: int, rows: float, width: int, heads: int,
                                tensor: int = 1, dtype_bytes: int = 2) -> float:
     """Korthikanti et al. 2022, eq. 2 with tensor parallelism: s·b·h·(10 + 24/t + 5·a·s/(h·t))
-    bytes at 16 bits, scaled by dtype_bytes / 2."""
+    bytes at 16 bits, scaled by dtype_bytes / 2 (the paper's rule of thumb; the planner
+    traces the model instead, see scaling.activations)."""
     s, b, h, a, t = seq_len, rows, width, heads, tensor
     return s * b * h * (10 + 24 / t + 5 * a * s / (h * t)) * dtype_bytes / 2
 
 
 def memory_per_device(params: int, spec, mesh: dict[str, int], batch_size: int,
-                      seq_len: int, micro_batches: int = 1) -> Memory:
+                      seq_len: int, micro_batches: int = 1, objective: str = "causal_lm",
+                      target_len: int = 0) -> Memory:
     """The formulas of the module docstring, for one device of `mesh`."""
+    from scaling.activations import residuals  # noqa: PLC0415  (imports JAX, Flax)
+
     shard = mesh["fsdp"] * mesh["tensor"]
-    rows = batch_size / (mesh["data"] * mesh["fsdp"]) / max(micro_batches, 1)
-    dtype_bytes = 2 if spec.dtype == "bfloat16" else 4
+    micro = max(micro_batches, 1)
+    rows = batch_size / (mesh["data"] * mesh["fsdp"]) / micro
     layers = spec.num_layers + (spec.decoder_layers if spec.family == "encoder_decoder" else 0)
-    per_layer = activation_bytes_per_layer(seq_len, rows, spec.width, spec.num_heads,
-                                           mesh["tensor"], dtype_bytes)
-    layer_inputs = 2 * seq_len * rows * spec.width * dtype_bytes / 2
-    logits = seq_len * rows * spec.padded_vocab_size * 4 / mesh["tensor"]
+    t = mesh["tensor"]
+    trace = dict(objective=objective, rows=rows, seq_len=seq_len, target_len=target_len,
+                 tensor=t)
+    plain = residuals(spec, remat="none", **trace)
+    full = residuals(spec, remat="full", **trace)
+    chosen = {"none": plain, "full": full}.get(spec.remat) or residuals(spec, **trace)
+    # Recomputing a layer in the backward pass frees its residuals as it goes: XLA holds
+    # about the largest of them at a time (the attention probabilities).
+    recompute = 0.0 if spec.remat == "none" else plain.largest
+    logits = rows * (target_len or seq_len) * spec.padded_vocab_size * 4 / t
+    compute_copies = 4 * params / shard if spec.dtype == "bfloat16" else 0.0
     return Memory(params=4 * params / shard, grads=4 * params / shard,
-                  optimizer=8 * params / shard, activations=layers * per_layer,
-                  activations_remat=layers * layer_inputs + per_layer, logits=logits)
+                  optimizer=8 * params / shard,
+                  grad_accumulation=4 * params / shard if micro > 1 else 0.0,
+                  compute_copies=compute_copies, activations=plain.total(layers),
+                  activations_remat=full.total(layers) + plain.largest,
+                  activations_config=chosen.total(layers) + recompute, logits=logits)
 
 
 def resolve_mesh(config, devices: int | None, mesh_text: str | None) -> dict[str, int]:
@@ -145,7 +170,7 @@ def plan(config, devices: int | None = None, device: str = "h100", mfu: float = 
     # A published recipe keeps its per-device micro-batch on this mesh (scaling.mesh).
     micro = recipe_micro_batches(config.parallel, config.train, mesh)
     mem = memory_per_device(counts.total, spec, mesh, config.train.batch_size, seq_len,
-                            micro)
+                            micro, config.data.objective, target_len)
     return {
         "model": spec.name, "config": config.get("experiment", ""),
         "params": counts.backbone, "params_trained": counts.total,
@@ -159,8 +184,10 @@ def plan(config, devices: int | None = None, device: str = "h100", mfu: float = 
         "device": hw.name, "peak_flops": hw.peak_flops_bf16, "hbm_bytes": hw.hbm_bytes,
         "mfu": mfu, "devices": n_devices, "mesh": mesh,
         "seconds": seconds, "device_hours": seconds * n_devices / 3600,
+        "remat": spec.remat,
         "memory": dataclasses.asdict(mem) | {"state": mem.state, "total": mem.total,
-                                             "total_remat": mem.total_remat},
+                                             "total_remat": mem.total_remat,
+                                             "total_config": mem.total_config},
         "fits": mem.total <= hw.hbm_bytes, "fits_remat": mem.total_remat <= hw.hbm_bytes,
     }
 
@@ -235,13 +262,17 @@ def format_plan(p: dict, aot: dict | None = None) -> str:
         f"    parameters (fp32)        {_bytes(m['params']):>12}",
         f"    gradients (fp32)         {_bytes(m['grads']):>12}",
         f"    AdamW moments (2 x fp32) {_bytes(m['optimizer']):>12}",
+        f"    gradient accumulation    {_bytes(m['grad_accumulation']):>12}",
+        f"    bf16 params + gradients  {_bytes(m['compute_copies']):>12}",
         f"    activations, no remat    {_bytes(m['activations']):>12}",
         f"    activations, full remat  {_bytes(m['activations_remat']):>12}",
-        f"    logits (fp32)            {_bytes(m['logits']):>12}",
+        f"    logits gradient (fp32)   {_bytes(m['logits']):>12}",
         f"    total, no remat          {_bytes(m['total']):>12}   {verdict(m['total'])} of "
         f"{_bytes(hbm)}",
         f"    total, full remat        {_bytes(m['total_remat']):>12}   "
         f"{verdict(m['total_remat'])}",
+        f"    total, remat {p['remat']:<11} {_bytes(m['total_config']):>12}   "
+        f"{verdict(m['total_config'])} (the config's)",
     ]
     if aot is not None:
         if "error" in aot:

@@ -95,3 +95,26 @@ def test_rsqrt_schedule_is_vaswanis_formula():
 def test_rsqrt_needs_a_warmup():
     with pytest.raises(ValueError, match="^optim.warmup_steps: the rsqrt decay"):
         validate_optim_config(_optim(warmup_steps=0), total_steps=10)
+
+
+@pytest.mark.parametrize("experiment", ["gpt2", "bert", "transformer", "xlnet"])
+def test_recipe_dropout_trains_in_every_family(experiment):
+    # The recipes set model.dropout (BERT, RoBERTa, Megatron, XLNet, Transformer: 0.1+):
+    # a training forward pass must draw masks, an evaluation one must not.
+    import jax
+
+    from scaling.models import build_model, example_batch, model_spec
+    config = load(f"experiments/{experiment}.py:tiny")
+    config.model.update(num_layers=1, dropout=0.5, width=32, num_heads=2, mlp_dim=64)
+    if experiment == "transformer":
+        config.model.num_decoder_layers = 1
+    spec = model_spec(config)
+    model = build_model(spec)
+    batch = example_batch(spec, 2, 16, 8 if experiment == "transformer" else None)
+    batch["inputs"] = batch["inputs"] + 3
+    params = model.init(jax.random.PRNGKey(0), batch)["params"]
+    evals = [model.apply({"params": params}, batch, train=False) for _ in range(2)]
+    trains = [model.apply({"params": params}, batch, train=True,
+                          rngs={"dropout": jax.random.PRNGKey(i)}) for i in range(2)]
+    np.testing.assert_array_equal(evals[0], evals[1])
+    assert np.isfinite(trains[0]).all() and not np.allclose(trains[0], trains[1])

@@ -126,9 +126,10 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
 
     Returns a dict of the mesh, shapes, per-device memory (bytes), FLOPs and the fit verdict.
 
-    Memory comes from the compile of the real (scanned) step. FLOPs of a scanned step are
-    not counted per layer by XLA's cost analysis, so they come from two more, small compiles
-    of the same model unrolled to 1 and 2 layers (see below).
+    Memory comes from the compile of the real (scanned) step. FLOPs of a scanned step, or
+    of one with micro-batches, are not counted per loop trip by XLA's cost analysis, so they
+    come from two more, small compiles of the model unrolled to 1 and 2 layers on one
+    micro-batch (see below).
     """
     import jax  # noqa: PLC0415
 
@@ -157,20 +158,24 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     xla_flops, flops_method = _xla_flops(compiled), "one compile, layers unrolled"
     layers = max(spec.num_layers, spec.decoder_layers if spec.family == "encoder_decoder"
                  else 0)
-    if spec.scan_layers and layers > 1:
-        # XLA's cost analysis does not count a scanned loop's body once per layer, so count
-        # unrolled 1- and 2-layer copies of the model: per layer = F2 - F1, total = F1 +
-        # (L - 1) x per layer (exact for identical layers; enc-dec: both stacks together).
+    micro = config.train.micro_batches
+    if (spec.scan_layers and layers > 1) or micro > 1:
+        # XLA's cost analysis counts a loop's body once, not once per trip: neither the
+        # scanned layers nor the micro-batch loop. So count unrolled 1- and 2-layer copies
+        # of the model on one micro-batch: per layer = F2 - F1, total = micro_batches x
+        # (F1 + (L - 1) x per layer) (exact for identical layers; enc-dec: both stacks).
         flops = []
         for depth in (1, 2):
             variant = config.copy_and_resolve_references()
             variant.model.scan_layers = False
             variant.model.num_layers = depth
+            variant.train.update(batch_size=batch_size // micro, micro_batches=1)
             if spec.family == "encoder_decoder":
                 variant.model.num_decoder_layers = depth
             flops.append(_xla_flops(_lower_and_compile(variant, mesh_sizes)[0].fn))
-        xla_flops = flops[0] + (layers - 1) * (flops[1] - flops[0])
-        flops_method = "F1 + (layers - 1) x (F2 - F1) from unrolled 1- and 2-layer compiles"
+        xla_flops = micro * (flops[0] + (layers - 1) * (flops[1] - flops[0]))
+        flops_method = ("micro_batches x (F1 + (layers - 1) x (F2 - F1)) from unrolled 1- "
+                        "and 2-layer compiles of one micro-batch")
     tokens = spec.tokens_per_sequence(seq_len, target_len)
     analytic = spec.train_flops_per_sequence(seq_len, target_len) * batch_size / n
     counts = count_params(spec)
@@ -284,6 +289,13 @@ def main(argv: list[str]) -> int:
             config.model.scan_layers = True
             notes.append("model.scan_layers=True (compile time flat in depth; "
                          "--config.model.scan_layers=False to unroll)")
+        if (args.device and not args.device.lower().startswith("cpu")
+                and config.model.kernels == "auto"):
+            # auto would pick the CPU kernels (custom VJPs that save other tensors); an
+            # accelerator runs the reference math (the gpu set adds cuDNN attention).
+            config.model.kernels = "reference"
+            notes.append(f"model.kernels=reference (the math {args.device} runs; the CPU "
+                         "kernels keep other tensors for the backward pass)")
         config.parallel.engine = "jit"
         config.parallel.mesh.update(mesh_sizes)
         report = compile_report(config, mesh_sizes, args.device)

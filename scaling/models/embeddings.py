@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from scaling.spec import ModelSpec
 from scaling.nn import functional as F
-from scaling.nn.layers import Embed, LayerNorm, constrain, dropout
+from scaling.nn.layers import Embed, LayerNorm, constrain
 
 # The byte and SentencePiece tokenizers pad with id 0; an hf:<dir> tokenizer may not (RoBERTa:
 # 1), so batches carry masks and models use this only as a fallback (encoder_decoder, whose
@@ -36,6 +36,8 @@ class Embeddings(nn.Module):
                                     name="types")
         if s.embedding_norm:
             self.norm = LayerNorm(s.layer_norm_eps, s.kernels, name="ln")
+        # Declared here: a setup() module cannot create submodules in __call__ (layers.dropout).
+        self.drop = nn.Dropout(s.dropout)
 
     def __call__(self, ids, token_types=None, deterministic: bool = True):
         s = self.spec
@@ -54,7 +56,8 @@ class Embeddings(nn.Module):
             x = x + self.type_table(types, dtype)
         if s.embedding_norm:
             x = self.norm(x)
-        x = dropout(x, s.dropout, deterministic)
+        if s.dropout and not deterministic:
+            x = self.drop(x, deterministic=False)
         return constrain(x)
 
     def attend(self, x):
