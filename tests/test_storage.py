@@ -22,6 +22,8 @@ gcp_storage_emulator = pytest.importorskip("gcp_storage_emulator.server")
 
 STEPS, STOP_AT = 6, 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The local and the two bucket runs compile one program: compile it once.
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 def _with_generations(emulator):
