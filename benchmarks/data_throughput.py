@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from scaling.config import base_config
-    from scaling.data import prepared
+    from scaling.data import prepare
 
     config = base_config()
     config.data.seq_len, config.train.batch_size = args.seq_len, args.batch
@@ -65,7 +65,7 @@ def main() -> None:
     rows.append((f"on the fly ({config.data.dataset})", setup, rate))
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        meta = prepared.prepare(config, out, processes=args.processes, splits=("train",),
+        meta = prepare.prepare(config, out, processes=args.processes, splits=("train",),
                                 progress=False)
         prepare_s = time.perf_counter() - start
         tokens = meta["splits"]["train"]["tokens"]
@@ -82,7 +82,7 @@ def main() -> None:
               for k in ("total_params", "non_embedding_params")}
     print(f"GPT-2 small on one H100 at 50 % MFU consumes {demand['total_params']:,.0f} tokens/s "
           f"(N=124e6 total) / {demand['non_embedding_params']:,.0f} (N=85e6 non-embedding)")
-    print(f"| mode | setup s | tokens/s per host | x demand (N total) | x demand (N non-emb) |")
+    print("| mode | setup s | tokens/s per host | x demand (N total) | x demand (N non-emb) |")
     print("|---|---|---|---|---|")
     for name, setup, rate in rows:
         print(f"| {name} | {setup:.1f} | {rate:,.0f} | {rate / demand['total_params']:.1f} | "

@@ -9,7 +9,7 @@ from scaling import data
 from scaling.commands import prepare_data as prepare_cmd
 from scaling.commands import train as train_cmd
 from scaling.config import base_config
-from scaling.data import prepared
+from scaling.data import prepare
 
 DOCS = {f"doc{i:02d}.txt": (f"Document {i}. " + "The quick brown fox jumps over the lazy dog. "
                             * (i % 5 + 1) + "¿Qué tal?\n" * (i % 3)) for i in range(24)}
@@ -56,7 +56,7 @@ def _assert_batches_equal(a, b):
 @pytest.mark.parametrize("objective", ["causal_lm", "mlm"])
 def test_prepared_batches_equal_the_on_the_fly_pipeline(config, tmp_path, objective):
     config.data.objective = objective
-    meta = prepared.prepare(config, str(tmp_path), rows_per_shard=5, progress=False)
+    meta = prepare.prepare(config, str(tmp_path), rows_per_shard=5, progress=False)
     assert len(meta["splits"]["train"]["shards"]) > 1
     p = _prepared_config(config, tmp_path)
     # train: shuffled, endless (40 batches run past the first epoch); validation: one pass.
@@ -87,7 +87,7 @@ def test_files_prepared_by_a_process_pool_through_the_cli(tmp_path, capsys):
 
 
 def test_two_hosts_read_disjoint_rows_covering_the_split(config, tmp_path):
-    prepared.prepare(config, str(tmp_path), rows_per_shard=7, progress=False)
+    prepare.prepare(config, str(tmp_path), rows_per_shard=7, progress=False)
     p = _prepared_config(config, tmp_path)
 
     def windows(batches):  # each real row as the window it was cut from
@@ -108,7 +108,7 @@ def test_two_hosts_read_disjoint_rows_covering_the_split(config, tmp_path):
 
 
 def test_meta_mismatch_is_one_line_naming_the_field(config, tmp_path, capsys):
-    prepared.prepare(config, str(tmp_path), splits=("train",), progress=False)
+    prepare.prepare(config, str(tmp_path), splits=("train",), progress=False)
     p = _prepared_config(config, tmp_path)
     p.data.seq_len = 32
     with pytest.raises(ValueError, match=r"^data.seq_len: .* was prepared for seq_len=16, "

@@ -34,8 +34,8 @@ def main(argv: list[str]) -> int:
             raise ConfigError("--out: required, e.g. --out data/prepared/gpt2")
         if fv.processes < 1:
             raise ConfigError(f"--processes: must be >= 1, got {fv.processes}")
-        from scaling.data import prepared  # heavy imports only once the flags are good
-        meta = prepared.prepare(fv.config, fv.out, processes=fv.processes,
+        from scaling.data import prepare  # heavy imports only once the flags are good
+        meta = prepare.prepare(fv.config, fv.out, processes=fv.processes,
                                 splits=tuple(fv.splits))
     except ValueError as e:  # ConfigError is a ValueError
         print(f"scaling prepare-data: error: {str(e).splitlines()[0]}", file=sys.stderr)

@@ -7,7 +7,8 @@
   builtin.py     the offline corpus (Python stdlib or the user's files) as a TFDS dataset
   sources.py     documents of a split, builtin, data.files or any prepared TFDS dataset
   files.py       data.files: jsonl, parquet, array_record or text files, local or by URL
-  prepared.py    `scaling prepare-data` shards (tokenized, packed) and data.dataset=prepared:DIR
+  prepare.py     `scaling prepare-data`: tokenize and pack once into array_record shards
+  prepared.py    reading them back: data.dataset=prepared:DIR
   packing.py     documents -> fixed-length token chunks
   objectives.py  chunk -> example: causal_lm, mlm, span_corruption, translation
   pipeline.py    grain: global order, host sharding, batching, prefetch, checkpointable state

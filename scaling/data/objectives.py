@@ -97,6 +97,23 @@ def _span_counts(length: int, noise_density: float, mean_span_length: float) -> 
     return num_noise, num_spans
 
 
+def chunk_length(data_cfg, tokenizer) -> tuple[int, int]:
+    """(chunk length, stride) of the packed stream for the objective."""
+    seq_len = data_cfg.seq_len
+    if data_cfg.objective == "causal_lm":
+        return seq_len + 1, seq_len
+    if data_cfg.objective == "mlm":
+        return seq_len - 2, seq_len - 2  # room for CLS and SEP
+    if data_cfg.objective == "span_corruption":
+        n = span_corruption_chunk_length(
+            seq_len, data_cfg.target_len or seq_len, data_cfg.noise_density,
+            data_cfg.mean_span_length, len(tokenizer.sentinel_ids))
+        return n, n
+    if data_cfg.objective == "permutation_lm":
+        return seq_len, seq_len  # targets are the inputs themselves: no shift, no specials
+    raise ValueError(f"data.objective: no chunks for {data_cfg.objective!r}")
+
+
 def span_corruption_chunk_length(inputs_len: int, targets_len: int, noise_density: float,
                                  mean_span_length: float, max_sentinels: int) -> int:
     """The longest raw chunk whose corrupted inputs fit S and targets fit T (with EOS)."""

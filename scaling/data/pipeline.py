@@ -159,23 +159,6 @@ def _frozen(data_cfg) -> tuple:
     return tuple((k, data_cfg.get(k, "")) for k in _STREAM_FIELDS)
 
 
-def chunk_length(data_cfg, tokenizer) -> tuple[int, int]:
-    """(chunk length, stride) of the packed stream for the objective."""
-    seq_len = data_cfg.seq_len
-    if data_cfg.objective == "causal_lm":
-        return seq_len + 1, seq_len
-    if data_cfg.objective == "mlm":
-        return seq_len - 2, seq_len - 2  # room for CLS and SEP
-    if data_cfg.objective == "span_corruption":
-        n = objectives.span_corruption_chunk_length(
-            seq_len, data_cfg.target_len or seq_len, data_cfg.noise_density,
-            data_cfg.mean_span_length, len(tokenizer.sentinel_ids))
-        return n, n
-    if data_cfg.objective == "permutation_lm":
-        return seq_len, seq_len  # targets are the inputs themselves: no shift, no specials
-    raise ValueError(f"data.objective: no chunks for {data_cfg.objective!r}")
-
-
 def make_chunks(data_cfg, split: str, tokenizer):
     """The random-access chunk source for `split` (see packing.py, prepared.py)."""
     if data_cfg.dataset.startswith(sources.PREPARED):
@@ -185,7 +168,7 @@ def make_chunks(data_cfg, split: str, tokenizer):
     docs = sources.open_split(data_cfg, split)
     if data_cfg.objective == "translation":
         return packing.PairChunks(docs, tokenizer)
-    length, stride = chunk_length(data_cfg, tokenizer)
+    length, stride = objectives.chunk_length(data_cfg, tokenizer)
     if len(docs) > data_cfg.get("pack_max_documents", 200_000):
         return packing.DocumentChunks(docs, tokenizer, length)
     cache_key = (sources.dataset_key(data_cfg), tokenizer.key)
