@@ -48,6 +48,12 @@ RULES = {
         ("types", None),
         ("layers", None),
         ("labels", None),
+        # Convolutions split like dense layers: input channels stored over fsdp (as embed),
+        # output channels over tensor (as mlp); the small window is never split.
+        ("conv_in", "fsdp"),
+        ("conv_out", "tensor"),
+        ("conv_rows", None),
+        ("conv_cols", None),
     ),
 }
 

@@ -21,6 +21,10 @@ LOGICAL_AXES = (
     "types",      # rows of a token-type table
     "layers",     # the stacked axis of scanned layers
     "labels",     # outputs of a fine-tuning task head (classes)
+    "conv_rows",  # I: rows of a convolution window
+    "conv_cols",  # J: columns of a convolution window
+    "conv_in",    # C: channels a convolution (or 1x1 projection) reads
+    "conv_out",   # O: channels it writes (and GroupNorm's per-channel scale and bias)
 )
 
 
