@@ -201,7 +201,7 @@ RECIPES = {r.key: r for r in (
     _gpt2("gpt2:small", 6e-4, micro_batches=4),
     _gpt2("gpt2:medium", 3e-4, micro_batches=16),
     _gpt2("gpt2:large", 2.5e-4, micro_batches=8, remat="dots"),
-    _gpt2("gpt2:xl", 2e-4, micro_batches=2, remat="full", mesh="fsdp=-1"),
+    _gpt2("gpt2:xl", 2e-4, micro_batches=8, remat="full", mesh="fsdp=-1"),
     # Shoeybi et al. 2019, section 5 (GPT-2 experiments): 1024 tokens, batch 512, 300k
     # iterations; lr 1.5e-4, warmup 3k iterations, single-cycle cosine decay over the
     # remaining 297k stopping at 1e-5; weight decay 0.01, global-norm clipping 1.0, dropout
