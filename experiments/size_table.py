@@ -201,7 +201,7 @@ RECIPES = {r.key: r for r in (
     _gpt2("gpt2:small", 6e-4, micro_batches=4),
     _gpt2("gpt2:medium", 3e-4, micro_batches=16),
     _gpt2("gpt2:large", 2.5e-4, micro_batches=8, remat="dots"),
-    _gpt2("gpt2:xl", 2e-4, micro_batches=2, remat="full", mesh="fsdp=-1"),
+    _gpt2("gpt2:xl", 2e-4, micro_batches=8, remat="full", mesh="fsdp=-1"),
     # Shoeybi et al. 2019, section 5 (GPT-2 experiments): 1024 tokens, batch 512, 300k
     # iterations; lr 1.5e-4, warmup 3k iterations, single-cycle cosine decay over the
     # remaining 297k stopping at 1e-5; weight decay 0.01, global-norm clipping 1.0, dropout
@@ -212,7 +212,7 @@ RECIPES = {r.key: r for r in (
            decay="cosine", end_lr_fraction=1e-5 / 1.5e-4, b1=0.9, b2=0.999, eps=1e-8,
            weight_decay=0.01, clip_norm=1.0, dropout=0.1, tokenizer="gpt2_bpe:{dir}/gpt2",
            corpus="Wikipedia, CC-Stories, RealNews, OpenWebText (174 GB)",
-           micro_batches=16, remat="full", mesh="data=-1,tensor=8"),
+           micro_batches=64, remat="full", mesh="data=-1,tensor=8"),
     # Yang et al. 2019, section 3.1 and appendix A.3 (Table 7): sequence length 512, batch
     # 8192, 500k steps; lr 4e-4, warmup 40,000, linear decay; Adam eps 1e-6, weight decay
     # 0.01; dropout 0.1; partial prediction K = 6. b1/b2 and clipping (1.0): zihangdai/xlnet
@@ -223,6 +223,6 @@ RECIPES = {r.key: r for r in (
            weight_decay=0.01, clip_norm=1.0, dropout=0.1,
            tokenizer="sentencepiece_model:{dir}/xlnet/spiece.model",
            corpus="BooksCorpus, Wikipedia, Giga5, ClueWeb 2012-B, Common Crawl (126 GB)",
-           micro_batches=16, remat="full",
+           micro_batches=64, remat="full",
            note="the 384-token memory of Transformer-XL is not modelled"),
 )}
