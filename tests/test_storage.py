@@ -85,6 +85,7 @@ def _with_generations(emulator):
 @pytest.fixture(scope="module")
 def bucket():
     """A fake gs://bkt for this module; the emulator settings are undone afterwards."""
+    pytest.importorskip("gcsfs")  # etils.epath's gs:// backend
     import http.server
 
     with socket.socket() as s:
