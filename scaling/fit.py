@@ -249,6 +249,16 @@ def budget_of(run) -> float | None:
     return flops if flops is not None and flops > 0 else None
 
 
+def budget_params_of(run) -> int | None:
+    """The N that a flops sweep's C = 6·N·D counts (config.json's sweep_member.budget_params:
+    all parameters or the non-embedding ones, per sweep.flops_params), None when not recorded."""
+    from scaling.runs import number  # noqa: PLC0415
+
+    member = (run.config or {}).get("sweep_member")
+    n = number(member.get("budget_params")) if isinstance(member, dict) else None
+    return int(n) if n is not None and n > 0 else None
+
+
 def run_points(run, metric: str = "loss") -> tuple[RunPoints | None, str | None]:
     """(points, None) from a `scaling.runs.Run`, or (None, why it is unusable).
 

@@ -141,3 +141,26 @@ def test_points_file_json_report_and_a_bad_file(tmp_path, capsys):
     assert fit_cmd.main(["--isoflop", "--points", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"scaling fit: error: --points {bad}")
+
+
+def test_isoflop_uses_the_n_that_the_budget_counts(tmp_path, capsys):
+    """A sweep with sweep.flops_params=total records C = 6·N·D with N = all parameters
+    (sweep_member.budget_params); the parabolas must use that N, not run_start's
+    non-embedding one, or D* = C / (6·N*) is off by the embedding share."""
+    root = tmp_path / "iso"
+    for k, c in enumerate([1e16, 1e17, 1e18]):
+        n_opt = 1.5 * (c / 6) ** A_TRUE
+        for j, n in enumerate(np.geomspace(n_opt / 4, n_opt * 4, 4)):
+            d = c / (6 * n)
+            loss = 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28
+            member = {"budget_flops": c, "budget_params": int(n)}
+            # two thirds of a tiny model's parameters are embeddings: Kaplan's N is n / 3
+            _write_run(root / f"c{k}-{j}", n / 3, d, loss, {"sweep_member": member})
+    assert fit_cmd.main(["--isoflop", str(root), "--boot", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    n_stars = [b["n_opt"] for b in report["isoflop"]["budgets"]]
+    for c, n_star in zip([1e16, 1e17, 1e18], n_stars):
+        # the law's own minimum on the same 4-point grid, found independently by brute force
+        grid = np.geomspace(1.5 * (c / 6) ** A_TRUE / 4, 1.5 * (c / 6) ** A_TRUE * 4, 2001)
+        law = 1.69 + 406.4 / grid ** 0.34 + 410.7 / (c / (6 * grid)) ** 0.28
+        assert n_star == pytest.approx(grid[np.argmin(law)], rel=0.25)

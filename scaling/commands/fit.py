@@ -122,8 +122,11 @@ def _rows_from_runs(args):
         if p is None:
             print(f"scaling fit: skipped {why}", file=sys.stderr)
             continue
-        flops = p.budget_flops or 6.0 * p.non_embedding_params * p.tokens
-        rows.append((flops, p.non_embedding_params, p.tokens, p.final_loss, p.name))
+        # N as the sweep counted it in C = 6·N·D (all parameters for flops_params=total),
+        # else Kaplan's non-embedding N: the parabolas' N* and D* = C / (6·N*) then agree.
+        n = fit_lib.budget_params_of(run) or p.non_embedding_params
+        flops = p.budget_flops or 6.0 * n * p.tokens
+        rows.append((flops, n, p.tokens, p.final_loss, p.name))
     return rows
 
 
