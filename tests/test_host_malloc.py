@@ -113,4 +113,6 @@ def test_the_step_buffer_is_reused_instead_of_faulted_in_again():
     plain = faults(_clean_env(SCALING_HOST_MALLOC="0"))
     reused = faults(_clean_env())
     assert plain >= 4 * 16384, plain  # the baseline really maps the buffer afresh
-    assert reused < 4 * 68, (plain, reused)
+    # Reused, the buffer costs next to no faults: at most 2 % of the baseline's (a loaded
+    # machine, e.g. the other test worker, adds a few hundred unrelated ones).
+    assert reused * 50 < plain, (plain, reused)
