@@ -29,16 +29,33 @@ class EncoderDecoder(nn.Module):
         valid = batch.get("input_mask")
         valid = (src != PAD_ID) if valid is None else valid
         embed = Embeddings(s, name="embed")  # shared by source, target and output
+        memory_mask = padding_mask(valid)
+        x = encode(s, embed(src, deterministic=not train), memory_mask, not train)
+        return decode(s, embed, tgt, x, memory_mask, not train)
 
-        x = embed(src, deterministic=not train)
-        x = BlockStack(EncoderBlock, s, s.num_layers, not train, name="encoder")(
-            x, padding_mask(valid))
-        if s.final_norm:
-            x = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_encoder")(x)
 
-        y = embed(tgt, deterministic=not train)
-        y = BlockStack(DecoderBlock, s, s.decoder_layers, not train, name="decoder")(
-            y, causal_mask(tgt.shape[1]), x, padding_mask(valid))
-        if s.final_norm:
-            y = LayerNorm(s.layer_norm_eps, s.kernels, name="ln_decoder")(y)
-        return embed.attend(y)
+def encode(spec: ModelSpec, x, mask, deterministic: bool):
+    """The encoder stack (+ its final LayerNorm): [B, S, D] -> [B, S, D].
+
+    Call inside a compact method: the layers become the caller's submodules "encoder" and
+    "ln_encoder" (the encoder-decoder's and the captioning model's parameter names).
+    """
+    x = BlockStack(EncoderBlock, spec, spec.num_layers, deterministic, name="encoder")(x, mask)
+    if spec.final_norm:
+        x = LayerNorm(spec.layer_norm_eps, spec.kernels, name="ln_encoder")(x)
+    return x
+
+
+def decode(spec: ModelSpec, embed: Embeddings, tgt, memory, memory_mask, deterministic: bool):
+    """Teacher-forced decoder: ids [B, T] attending causally to themselves and to memory
+    [B, S, D] (keys allowed by memory_mask, None = all) -> logits [B, T, V_pad].
+
+    Call inside a compact method: the layers become the caller's submodules "decoder" and
+    "ln_decoder"; the output projection is `embed.attend` (tied to the target embedding).
+    """
+    y = embed(tgt, deterministic=deterministic)
+    y = BlockStack(DecoderBlock, spec, spec.decoder_layers, deterministic, name="decoder")(
+        y, causal_mask(tgt.shape[1]), memory, memory_mask)
+    if spec.final_norm:
+        y = LayerNorm(spec.layer_norm_eps, spec.kernels, name="ln_decoder")(y)
+    return embed.attend(y)
