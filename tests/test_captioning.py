@@ -51,11 +51,13 @@ def test_shapes_causality_and_the_image_matters(image_attention):
     if image_attention:
         assert "image_attention" in variables["params"]
         variables = _perturb_gamma(variables)
-    logits = model.apply(variables, _inputs(batch))
+    apply = jax.jit(model.apply)
+    logits = apply(variables, _inputs(batch))
     assert logits.shape == (B, T, tiny_spec().padded_vocab_size)
     # Image tokens: a 12x12 image over two stages (stride 2) is a 6x6 grid = 36 tokens.
-    _, inter = model.apply(variables, _inputs(batch), capture_intermediates=True,
-                           mutable=["intermediates"])
+    _, inter = jax.eval_shape(lambda v, b: model.apply(v, b, capture_intermediates=True,
+                                                       mutable=["intermediates"]),
+                              variables, _inputs(batch))
     enc = inter["intermediates"]["encoder"]["__call__"][0]
     assert enc.shape == (B, 36, 32)
 
@@ -64,13 +66,13 @@ def test_shapes_causality_and_the_image_matters(image_attention):
     changed = dict(_inputs(batch))
     changed["decoder_inputs"] = batch["decoder_inputs"].copy()
     changed["decoder_inputs"][:, t + 1:] = (changed["decoder_inputs"][:, t + 1:] + 7) % V
-    other = model.apply(variables, changed)
+    other = apply(variables, changed)
     np.testing.assert_allclose(logits[:, :t + 1], other[:, :t + 1], atol=1e-5)
     assert np.abs(np.asarray(logits[:, t + 1:] - other[:, t + 1:])).max() > 1e-4
 
     # The image matters: other images, same caption -> different logits at every position.
     swapped = dict(_inputs(batch), images=tiny_batch(seed=1)["images"])
-    diff = np.abs(np.asarray(model.apply(variables, swapped) - logits)).max(axis=(0, 2))
+    diff = np.abs(np.asarray(apply(variables, swapped) - logits)).max(axis=(0, 2))
     assert (diff > 1e-4).all(), diff
 
 
