@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from scaling.kernels import ATTENTION_IMPLS, KERNEL_SETS
 
-FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet")
+FAMILIES = ("decoder", "encoder", "encoder_decoder", "xlnet", "captioning")
 NORMS = ("pre", "post")
 POSITIONS = ("learned", "sinusoidal", "relative")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")  # scaling.nn.functional.ACTIVATIONS
@@ -68,8 +68,16 @@ class ModelSpec:
     attention_block: int = 128     # query/key block length of blocked and splash attention
     untie_relative_bias: bool = True  # xlnet only: each layer has its own relative-attention
                                       #   biases (False: one set shared by all layers)
+    image_size: int = 32           # captioning only: images are image_size x image_size x 3
+    backbone_widths: tuple = (32, 64)  # captioning only: channels of each ConvBackbone stage
+    backbone_depths: tuple = (1, 1)    # captioning only: basic blocks per stage
+    backbone_groups: int = 8       # captioning only: GroupNorm groups (divide every width)
+    image_attention: bool = False  # captioning only: SAGAN self-attention after the backbone
 
     def __post_init__(self):
+        for field in ("backbone_widths", "backbone_depths"):  # config lists -> hashable tuples
+            object.__setattr__(self, field, tuple(int(v) for v in getattr(self, field)))
+
         def choice(field, allowed):
             value = getattr(self, field)
             if value not in allowed:

@@ -129,3 +129,36 @@ def test_sharded_loss_and_gradients_equal_unsharded(layout, unsharded):
                                  jax.tree.leaves(want_grads)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6,
                                    err_msg=jax.tree_util.keystr(path))
+
+
+def _hand_count(image_attention):
+    """Parameters of tiny_spec's captioner with backbone (8, 16) x (1, 1), counted by hand."""
+    conv = lambda i, o, k=3: k * k * i * o  # noqa: E731  (no bias: GroupNorm follows)
+    norm = lambda c: 2 * c  # noqa: E731
+    backbone = (conv(3, 8) + norm(8)                                     # stem
+                + 2 * (conv(8, 8) + norm(8))                             # stage 0, 8 -> 8
+                + conv(8, 16) + conv(16, 16) + 2 * norm(16)              # stage 1, stride 2
+                + conv(8, 16, k=1) + norm(16))                           # its 1x1 shortcut
+    sagan = 2 * (16 * 2 + 2) + 2 * (16 * 16 + 16) + 1 if image_attention else 0  # C' = 16/8
+    d, f = 32, 64
+    attn, mlp, ln = 4 * (d * d + d), d * f + f + f * d + d, 2 * d
+    transformer = (V * d + 16 * d                                        # tied tokens, positions
+                   + (attn + mlp + 2 * ln) + ln                          # encoder + final LN
+                   + (2 * attn + mlp + 3 * ln) + ln)                     # decoder + final LN
+    return backbone + sagan + (16 * d + d) + transformer                 # + image projection
+
+
+@pytest.mark.parametrize("image_attention", [False, True])
+def test_captioning_family_builds_and_counts_parameters(image_attention):
+    from scaling.models import build_model, example_batch
+    from scaling.sizes import count_params
+    spec = tiny_spec(family="captioning", image_size=H, backbone_widths=[8, 16],
+                     backbone_depths=[1, 1], backbone_groups=4, image_attention=image_attention)
+    count = count_params(spec)
+    assert count.total == _hand_count(image_attention)
+    assert count.embedding == V * 32 + 16 * 32
+    batch = example_batch(spec, batch_size=2, target_len=T, abstract=True)
+    assert batch["images"].shape == (2, H, W, 3)
+    logits = jax.eval_shape(lambda b: build_model(spec).init_with_output(
+        jax.random.PRNGKey(0), b)[0], batch)
+    assert logits.shape == (2, T, spec.padded_vocab_size)

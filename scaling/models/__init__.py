@@ -33,6 +33,10 @@ def build_model(spec: ModelSpec, task=None) -> nn.Module:
     if spec.family == "xlnet":
         from scaling.models.xlnet import XLNet  # noqa: PLC0415  (optional family)
         return XLNet(spec)
+    if spec.family == "captioning":
+        from scaling.models.captioning import Captioner  # noqa: PLC0415
+        return Captioner(spec, tuple(spec.backbone_widths), tuple(spec.backbone_depths),
+                         spec.backbone_groups, spec.image_attention)
     return _FAMILIES[spec.family](spec)
 
 
@@ -43,7 +47,12 @@ def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = No
     The keys are scaling.batch_spec.model_input_spec's; XLNet's ranks are the identity order.
     """
     t = seq_len or min(spec.max_positions, 128)
-    shapes = model_input_spec(spec.family, batch_size, t, target_len or 0)
+    if spec.family == "captioning":  # images [B, size, size, 3] and the caption's ids
+        n = spec.image_size
+        shapes = {"images": ((batch_size, n, n, 3), jnp.float32),
+                  "decoder_inputs": ((batch_size, target_len or t), jnp.int32)}
+    else:
+        shapes = model_input_spec(spec.family, batch_size, t, target_len or 0)
     if abstract:
         return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in shapes.items()}
     batch = {k: jnp.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
