@@ -217,6 +217,13 @@ def _compare_init_params(saved: dict, current: dict, where: str,
     return fresh, ignored
 
 
+def _as_json(value):
+    """`value` as config.json holds it: tuples become lists."""
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    return value
+
+
 def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
     # A field missing on one side (a checkpoint older than the field) had its default.
     defaults = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
@@ -224,7 +231,7 @@ def _model_field_diff(saved_model: dict, current_model: dict) -> str | None:
         if key in NON_SHAPE_MODEL_FIELDS:
             continue
         saved, current = (m.get(key, defaults.get(key)) for m in (saved_model, current_model))
-        if saved != current:
+        if _as_json(saved) != _as_json(current):  # a tuple in the config is a list on disk
             return (f"model.{key} is {saved!r} in the checkpoint but {current!r} in --config")
     return None
 
