@@ -107,20 +107,26 @@ def _write_run(path, n, tokens, loss, config=None):
         (path / "config.json").write_text(json.dumps(config))
 
 
+def _iso_grid():
+    """(budget index, size index, C, N, D, loss): three budgets of four sizes around each
+    budget's optimum, losses from Hoffmann et al.'s fitted law without noise."""
+    for k, c in enumerate([1e16, 1e17, 1e18]):
+        n_opt = 1.5 * (c / 6) ** A_TRUE
+        for j, n in enumerate(np.geomspace(n_opt / 4, n_opt * 4, 4)):
+            d = c / (6 * n)
+            yield k, j, c, n, d, 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28
+
+
 def test_isoflop_command_on_run_directories(tmp_path, capsys):
     # Three budgets of four sizes from the synthetic law. The first budget's runs record it
     # as `scaling sweep` does (sweep_member.budget_flops), the second as sweep.flops; the
     # third's are grouped by their own 6·N·D (rounded to whole steps: within 5 %).
     root = tmp_path / "iso"
-    for k, c in enumerate([1e16, 1e17, 1e18]):
-        n_opt = 1.5 * (c / 6) ** A_TRUE
-        for j, n in enumerate(np.geomspace(n_opt / 4, n_opt * 4, 4)):
-            d = c / (6 * n)
-            loss = 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28
-            config = [{"sweep_member": {"budget_flops": c}},
-                      {"sweep": {"budget": "flops", "flops": c}}, None][k]
-            spread = 1 + 0.1 * j if config else 1.0      # 6·N·D off the budget by up to 30 %
-            _write_run(root / f"c{k}-{j}", n, d * spread, loss, config)
+    for k, j, c, n, d, loss in _iso_grid():
+        config = [{"sweep_member": {"budget_flops": c}},
+                  {"sweep": {"budget": "flops", "flops": c}}, None][k]
+        spread = 1 + 0.1 * j if config else 1.0      # 6·N·D off the budget by up to 30 %
+        _write_run(root / f"c{k}-{j}", n, d * spread, loss, config)
     out = tmp_path / "iso.png"
     assert fit_cmd.main(["--isoflop", str(root), "--plot", str(out), "--boot", "10"]) == 0
     text = capsys.readouterr().out
@@ -148,14 +154,10 @@ def test_isoflop_uses_the_n_that_the_budget_counts(tmp_path, capsys):
     (sweep_member.budget_params); the parabolas must use that N, not run_start's
     non-embedding one, or D* = C / (6·N*) is off by the embedding share."""
     root = tmp_path / "iso"
-    for k, c in enumerate([1e16, 1e17, 1e18]):
-        n_opt = 1.5 * (c / 6) ** A_TRUE
-        for j, n in enumerate(np.geomspace(n_opt / 4, n_opt * 4, 4)):
-            d = c / (6 * n)
-            loss = 1.69 + 406.4 / n ** 0.34 + 410.7 / d ** 0.28
-            member = {"budget_flops": c, "budget_params": int(n)}
-            # two thirds of a tiny model's parameters are embeddings: Kaplan's N is n / 3
-            _write_run(root / f"c{k}-{j}", n / 3, d, loss, {"sweep_member": member})
+    for k, j, c, n, d, loss in _iso_grid():
+        member = {"budget_flops": c, "budget_params": int(n)}
+        # two thirds of a tiny model's parameters are embeddings: Kaplan's N is n / 3
+        _write_run(root / f"c{k}-{j}", n / 3, d, loss, {"sweep_member": member})
     assert fit_cmd.main(["--isoflop", str(root), "--boot", "10", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     n_stars = [b["n_opt"] for b in report["isoflop"]["budgets"]]
