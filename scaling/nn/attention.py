@@ -51,21 +51,20 @@ def combine_masks(*masks: Array | None) -> Array | None:
     return out
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None,
-                          bias: Array | None = None) -> Array:
-    """softmax(Q Kᵀ / sqrt(H) + bias, masked) V for every head.
+def attention_weights(q: Array, k: Array, mask: Array | None = None,
+                      bias: Array | None = None) -> Array:
+    """softmax(Q Kᵀ / sqrt(H) + bias, masked): every head's distribution over the keys.
 
     Args:
       q: [B, T, N, H] queries.
       k: [B, S, N, H] keys.
-      v: [B, S, N, H] values.
       mask: boolean, broadcastable to [B, N, T, S]; True where a query may attend a key.
       bias: added to the scaled logits, broadcastable to [B, N, T, S] (e.g. relative positions).
 
     Returns:
-      [B, T, N, H] in v's dtype. The logits and softmax are computed in float32 whatever the
-      input dtype, since bf16 softmax loses too much precision. A query whose keys are all
-      masked gets an output of exactly zero instead of NaN.
+      probs [B, N, T, S] float32 whatever the input dtype (bf16 softmax loses too much
+      precision); row (b, n, t) sums to 1 over S, or is all zeros when every key is masked
+      (instead of NaN, or a uniform distribution over masked keys).
     """
     head_dim = q.shape[-1]
     logits = jnp.einsum("BTNH,BSNH->BNTS", q, k, preferred_element_type=jnp.float32)
@@ -78,6 +77,26 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = Non
     if mask is not None:
         # A fully masked row softmaxes to a uniform distribution over masked keys; zero it.
         probs = jnp.where(mask, probs, 0.0)
+    return probs
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None,
+                          bias: Array | None = None) -> Array:
+    """softmax(Q Kᵀ / sqrt(H) + bias, masked) V for every head.
+
+    Args:
+      q: [B, T, N, H] queries.
+      k: [B, S, N, H] keys.
+      v: [B, S, N, H] values.
+      mask: boolean, broadcastable to [B, N, T, S]; True where a query may attend a key.
+      bias: added to the scaled logits, broadcastable to [B, N, T, S] (e.g. relative positions).
+
+    Returns:
+      [B, T, N, H] in v's dtype. The weights are `attention_weights` (float32 logits and
+      softmax whatever the input dtype); a query whose keys are all masked gets an output of
+      exactly zero instead of NaN.
+    """
+    probs = attention_weights(q, k, mask, bias)  # [B, N, T, S]
     return jnp.einsum("BNTS,BSNH->BTNH", probs.astype(v.dtype), v)
 
 

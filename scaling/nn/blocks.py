@@ -13,8 +13,9 @@ import flax.linen as nn
 import jax
 
 from scaling.nn.attention import CAUSAL
+from scaling.nn.layers import (ATTENTION_WEIGHTS, LayerNorm, Mlp, MultiHeadAttention, constrain,
+                                dropout)
 from scaling.spec import ModelSpec
-from scaling.nn.layers import LayerNorm, Mlp, MultiHeadAttention, constrain, dropout
 
 REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole block in the backward pass
@@ -106,7 +107,8 @@ class BlockStack(nn.Module):
                                  prevent_cse=not s.scan_layers)
         if s.scan_layers:
             scanned = nn.scan(block_cls,
-                              variable_axes={"params": 0},
+                              # sown attention weights (when asked for) stack like params
+                              variable_axes={"params": 0, ATTENTION_WEIGHTS: 0},
                               split_rngs={"params": True, "dropout": True},
                               in_axes=(nn.broadcast,) * len(args),
                               length=self.num_layers,

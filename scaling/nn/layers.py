@@ -12,7 +12,13 @@ import jax.numpy as jnp
 
 from scaling import kernels as kernel_sets
 from scaling.nn import functional as F
+from scaling.nn.attention import attention_weights, causal_mask
 from scaling.nn.logical import LOGICAL_AXES
+
+# The collection that attention modules sow their weights into when it is mutable:
+# model.apply(..., mutable=[ATTENTION_WEIGHTS]) -> [B, N, T, S] per MultiHeadAttention and
+# [B, Y·X, Y·X] per SelfAttention2d, under the module's path, in a tuple named "weights".
+ATTENTION_WEIGHTS = "attention_weights"
 
 dense_init = nn.initializers.normal(stddev=0.02)  # BERT / GPT-2 initialisation
 zeros = nn.initializers.zeros
@@ -93,6 +99,11 @@ class MultiHeadAttention(nn.Module):
         k = ops.dense(kv, *proj("k"))  # [B, S, N, H]
         v = ops.dense(kv, *proj("v"))
         y = ops.attention(q, k, v, mask=mask, bias=bias)
+        if self.is_mutable_collection(ATTENTION_WEIGHTS) and not self.is_initializing():
+            # Recomputed from q and k by the reference math, only when asked for, so every
+            # kernel (blocked, cuDNN, splash) stays as it is and nothing runs otherwise.
+            ref_mask = causal_mask(q.shape[1], k.shape[1]) if isinstance(mask, str) else mask
+            self.sow(ATTENTION_WEIGHTS, "weights", attention_weights(q, k, ref_mask, bias))
         w_o = _param(self, "w_o", dense_init, (n, h, d), ("heads", "head_dim", "embed"))
         b_o = (_param(self, "b_o", zeros, (d,), ("embed",)).astype(self.dtype)
                if self.use_bias else None)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from scaling.nn import vision as V
-from scaling.nn.layers import _param, ones, zeros
+from scaling.nn.layers import ATTENTION_WEIGHTS, _param, ones, zeros
 
 # He et al. 2015 for the ReLU network: variance 2/fan_in, fan_in = I·J·C of an [I, J, C, O]
 # kernel (and C of a [C, O] matrix).
@@ -151,5 +151,8 @@ class SelfAttention2d(nn.Module):
         (wq, bq), (wk, bk) = proj("query", c, e), proj("key", c, e)
         (wv, bv), (wo, bo) = proj("value", c, u), proj("out", u, c)
         gamma = _param(self, "gamma", zeros, (), ())
-        return V.sagan_attention(x.astype(self.dtype), wq, wk, wv, wo, gamma,
-                                 bq, bk, bv, bo)
+        y, weights = V.sagan_attention(x.astype(self.dtype), wq, wk, wv, wo, gamma,
+                                       bq, bk, bv, bo)
+        if self.is_mutable_collection(ATTENTION_WEIGHTS) and not self.is_initializing():
+            self.sow(ATTENTION_WEIGHTS, "weights", weights)  # [B, P, Q] row-major over Y x X
+        return y, weights
