@@ -1,4 +1,4 @@
-"""Attention weights sown on request: equal to a naive softmax(Q Kᵀ / sqrt(H)), outputs unchanged."""
+"""Attention weights sown on request: a naive softmax(Q Kᵀ / sqrt(H)); outputs unchanged."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,8 @@ def test_sown_cross_attention_equals_naive_softmax_and_outputs_are_unchanged():
     for layer in ("layer_0", "layer_1"):
         got = np.asarray(sown["decoder"][layer]["cross_attn"]["weights"][0])
         h = np.asarray(inter["decoder"][layer]["ln_cross"]["__call__"][0], np.float64)
-        p = {k: np.asarray(v, np.float64) for k, v in params["decoder"][layer]["cross_attn"].items()}
+        p = {name: np.asarray(value, np.float64)
+             for name, value in params["decoder"][layer]["cross_attn"].items()}
         want = _naive_softmax_weights(h, encoded, p["w_q"], p["b_q"], p["w_k"], p["b_k"])
         assert got.shape == (B, 4, T, 4 * 4)  # 8x8 image, two stages -> 4x4 grid of keys
         np.testing.assert_allclose(got, want, atol=1e-5)
