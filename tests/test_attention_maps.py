@@ -82,3 +82,36 @@ def test_figure_has_the_image_a_panel_per_word_and_the_sagan_panel(captioner, tm
     assert titles[1:4] == ["a", "red", "circle"] and titles[4].startswith("self-attention")
     with pytest.raises(ValueError, match="one map a word"):
         M.plot_attention(pixels[:1], [["a"]], maps[:1], str(path))
+
+
+class _Words:
+    """A tokenizer stand-in: id i is the word w<i>; pad 0, eos 1, bos 2."""
+    pad_id, eos_id, bos_id = 0, 1, 2
+
+    def decode(self, ids):
+        return " ".join(f"w{i}" for i in ids)
+
+
+def test_command_writes_the_figure_for_a_random_captioner(captioner, tmp_path):
+    from scaling.commands import attention_map
+
+    model, params, _ = captioner
+    pixels = [np.random.default_rng(i).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+              for i in range(2)]
+    out = tmp_path / "docs" / "map.png"
+    path = attention_map.write_figure(model, params, _Words(), pixels, out=str(out),
+                                      image_size=SIZE, mean=(0.5,) * 3, std=(0.25,) * 3,
+                                      max_len=3, layer=-1, head="mean", query=(1, 2))
+    assert path == str(out) and out.stat().st_size > 5_000
+
+
+def test_command_rejects_bad_arguments_before_loading(tmp_path, capsys):
+    from scaling.commands import attention_map
+
+    assert attention_map.main(["--workdir", str(tmp_path), "--image", "x.png"]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert attention_map.main(["--workdir", str(tmp_path)]) == 2
+    assert "--image / --split" in capsys.readouterr().err
+    assert attention_map.main(["--workdir", str(tmp_path), "--image", "nope.png"]) == 2
+    assert "no such file" in capsys.readouterr().err
