@@ -139,7 +139,7 @@ def plot_attention(images: Sequence[np.ndarray], words: Sequence[Sequence[str]],
                    maps: Sequence[np.ndarray], path: str,
                    sagan: Sequence[np.ndarray | None] | None = None,
                    query: tuple[int, int] | None = None, title: str = "",
-                   alpha: float = 0.55, interpolation: str = "bilinear"):
+                   alpha: float = 0.8, interpolation: str = "bilinear"):
     """One row per image: the image with its caption, a panel per word (the image under the
     word's attention map, the word as the panel's title), then the SAGAN weights at the query
     cell (marked) when given. Writes a PNG to path and returns the matplotlib Figure.
@@ -149,7 +149,7 @@ def plot_attention(images: Sequence[np.ndarray], words: Sequence[Sequence[str]],
         cell (y, x) of a Y x X map on pixels [y·h/Y, (y+1)·h/Y) x [x·w/X, (x+1)·w/X)).
       words: per row, the caption's words (one per map).
       maps: per row, [T, Y, X] weights (T = len(words)); each panel is coloured from 0 to its
-        own maximum, so a peaked map and a flat one are both readable.
+        own maximum, and as opaque (up to alpha) as the weight is high.
       sagan: per row, a [Y, X] map or None (no panel); None for no SAGAN panels at all.
       query: the (y, x) cell of the SAGAN maps, marked with a cross.
       interpolation: how a map is upsampled to the image: "bilinear" or "nearest" (the cells).
@@ -172,10 +172,13 @@ def plot_attention(images: Sequence[np.ndarray], words: Sequence[Sequence[str]],
     grid = fig.subplots(len(images), cols, squeeze=False)
 
     def overlay(ax, image, heat, label, cmap="jet"):
+        # Colour and opacity both grow with the weight (0 .. the map's own maximum), so the
+        # image stays visible where the word does not look and is covered where it does.
         h, w = image.shape[:2]
+        peak = max(float(np.max(heat)), 1e-12)
         ax.imshow(image, extent=(0, w, h, 0))
-        ax.imshow(heat, extent=(0, w, h, 0), cmap=cmap, alpha=alpha, vmin=0.0,
-                  vmax=max(float(np.max(heat)), 1e-12), interpolation=interpolation)
+        ax.imshow(heat, extent=(0, w, h, 0), cmap=cmap, vmin=0.0, vmax=peak,
+                  alpha=alpha * np.clip(heat / peak, 0.0, 1.0), interpolation=interpolation)
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
