@@ -1,4 +1,6 @@
 """Attention maps of a tiny random captioner: shapes, grid order, selection, and the figure."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -115,3 +117,18 @@ def test_command_rejects_bad_arguments_before_loading(tmp_path, capsys):
     assert "--image / --split" in capsys.readouterr().err
     assert attention_map.main(["--workdir", str(tmp_path), "--image", "nope.png"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_command_checks_layer_head_and_query_against_the_model_before_loading():
+    from scaling.commands.attention_map import _check_selection
+
+    spec = ModelSpec(family="captioning", vocab_size=32, num_layers=1, num_decoder_layers=2,
+                     width=16, num_heads=4, mlp_dim=32, max_len=8, image_size=16,
+                     backbone_widths=(8, 8), backbone_depths=(1, 1), backbone_groups=4,
+                     image_attention=True)
+    assert _check_selection(spec, "mean", -1, (7, 7)) is None
+    assert _check_selection(spec, 2, "mean", None).startswith("--layer: 2")
+    assert _check_selection(spec, 0, 4, None).startswith("--head: 4")
+    assert _check_selection(spec, 0, 0, (8, 0)).startswith("--query: 8,0 is outside the 8x8")
+    no_sagan = dataclasses.replace(spec, image_attention=False)
+    assert "no SAGAN module" in _check_selection(no_sagan, 0, 0, (0, 0))

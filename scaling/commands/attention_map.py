@@ -87,26 +87,48 @@ def main(argv: list[str]) -> int:
     if spec.family != "captioning":
         return _error(f"model.family: attention maps need a captioning model, this run is "
                       f"{spec.family!r}")
+    problem = _check_selection(spec, args.layer, args.head, args.query)
+    if problem:
+        return _error(problem)
     try:
         state, _, step = checkpoint.load(args.workdir,
                                          checkpoint.abstract_train_state(spec, config), args.step)
     except FileNotFoundError as e:
         return _error(f"--workdir: {e}; train with checkpoints first")
-    pixels = (_split_images(config, args.split, args.index) if args.split
-              else [load_png(p) for p in args.image])
     max_len = args.max_len or min(int(config.data.get("target_len", spec.max_positions)),
                                   spec.max_positions)
     try:
+        pixels = (_split_images(config, args.split, args.index) if args.split
+                  else [load_png(p) for p in args.image])
         path = write_figure(build_model(spec), state.params, make_tokenizer(config.data),
                             pixels, out=args.out, image_size=spec.image_size,
                             mean=config.data.image_mean, std=config.data.image_std,
                             max_len=max_len, layer=args.layer, head=args.head,
                             query=args.query, interpolation=args.interpolation,
                             title=f"{spec.name}, step {step}")
-    except ValueError as e:  # a layer, head, query or length outside the model
+    except ValueError as e:  # an index, layer, head, query or length outside the model
         return _error(str(e))
     print(path)
     return 0
+
+
+def _check_selection(spec, layer, head, query) -> str | None:
+    """What is wrong with --layer, --head or --query for this model (None if nothing)."""
+    from scaling.nn.vision import backbone_grid  # noqa: PLC0415
+
+    for flag, value, size in (("--layer", layer, spec.decoder_layers),
+                              ("--head", head, spec.num_heads)):
+        if value != MEAN and not -size <= value < size:
+            return f"{flag}: {value} is outside the model's {size}; use 0..{size - 1} or mean"
+    if query is not None:
+        if not spec.image_attention:
+            return ("--query: the model has no SAGAN module (model.image_attention is "
+                    "false), so there are no self-attention weights to show")
+        rows, cols = backbone_grid(spec.image_size, spec.image_size, len(spec.backbone_widths))
+        if not (0 <= query[0] < rows and 0 <= query[1] < cols):
+            return (f"--query: {query[0]},{query[1]} is outside the {rows}x{cols} feature "
+                    f"grid; use 0 <= Y < {rows}, 0 <= X < {cols}")
+    return None
 
 
 def write_figure(model, params, tokenizer, pixels, *, out: str, image_size: int, mean, std,
@@ -161,8 +183,8 @@ def _split_images(config, split: str, indices: list[int]):
     source = open_split(config, split)
     bad = [i for i in indices if not 0 <= i < len(source)]
     if bad:
-        raise SystemExit(f"scaling attention-map: error: --index: {bad[0]} is outside the "
-                         f"{len(source)} examples of split {split!r}")
+        raise ValueError(f"--index: {bad[0]} is outside the {len(source)} examples of split "
+                         f"{split!r}")
     return [decode(source[i][0]) for i in indices]
 
 
