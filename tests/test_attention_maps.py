@@ -47,7 +47,8 @@ def test_maps_are_the_sown_weights_of_each_word_on_the_row_major_grid(captioner)
 def test_select_layers_and_heads(captioner):
     model, params, image = captioner
     maps = M.cross_attention_maps(model, params, image, [5, 6, 7], bos_id=BOS)
-    np.testing.assert_allclose(M.select(maps), maps.mean(axis=(1, 2)), atol=1e-7)
+    np.testing.assert_allclose(M.select(maps), maps[:, -1].mean(axis=1), atol=1e-7)
+    np.testing.assert_allclose(M.select(maps, layer="mean"), maps.mean(axis=(1, 2)), atol=1e-7)
     np.testing.assert_array_equal(M.select(maps, layer=-1, head=2), maps[:, 1, 2])
     np.testing.assert_allclose(M.select(maps, layer=0), maps[:, 0].mean(axis=1), atol=1e-7)
     with pytest.raises(ValueError, match="layer"):

@@ -40,8 +40,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--index", action="append", type=int, default=[],
                         help="with --split: the example index; repeat for more rows")
     parser.add_argument("--out", default=DEFAULT_OUT, help="the figure's path (PNG)")
-    parser.add_argument("--layer", type=_layer_or_head, default=MEAN,
-                        help="decoder layer of the cross-attention, or 'mean' (default)")
+    parser.add_argument("--layer", type=_layer_or_head, default=-1,
+                        help="decoder layer of the cross-attention (default -1: the last; "
+                             "see attention_maps.select), or 'mean' over layers")
     parser.add_argument("--head", type=_layer_or_head, default=MEAN,
                         help="attention head, or 'mean' (default)")
     parser.add_argument("--query", type=_query, default=None,
@@ -132,7 +133,7 @@ def _check_selection(spec, layer, head, query) -> str | None:
 
 
 def write_figure(model, params, tokenizer, pixels, *, out: str, image_size: int, mean, std,
-                 max_len: int, layer=MEAN, head=MEAN, query=None,
+                 max_len: int, layer=-1, head=MEAN, query=None,
                  interpolation: str = "bilinear", title: str = "") -> str:
     """Caption uint8 images greedily, draw their attention (attention_maps.plot_attention) to
     `out`, and return its path."""
