@@ -13,7 +13,6 @@ COMMANDS = {
     "params": "parameter counts of the size table, from the real model definitions",
     "compile": "ahead-of-time compile a train step for a target mesh; memory and FLOPs",
     "sample": "generate text from a trained decoder",
-    "attention-map": "a captioner's attention over the image for every word, as a figure",
     "report": "one row per run: params, loss, throughput, MFU, memory",
     "plot": "loss and throughput curves of runs",
     "sweep": "train a family of model sizes for a token or FLOP budget",
@@ -23,6 +22,7 @@ COMMANDS = {
     "export-hf": "a run's checkpoint -> a Hugging Face model directory",
     "probe-peak": "measure this CPU's matmul peak (MFU's denominator on CPU) and cache it",
     "prepare-data": "tokenize and pack a dataset once into shards (data.dataset=prepared:DIR)",
+    "attention-map": "a captioner's attention over the image for every word, as a figure",
 }
 
 
