@@ -76,12 +76,19 @@ def published_rows(runs, size_table, device: str = "h100", devices: int | None =
             continue
         hw = DEVICES[run.device]
         peak = hw.peak_flops(run.precision)
-        flops = model_flops(model_spec(row_config(row)), run.phases)
         price_hw, price_hw_source = CLOUD_PRICES.get(hw.name, (None, "no cloud price"))
-        times = [{"hours": c.hours, "source": c.source,
-                  "implied_mfu": implied_mfu(flops, c.hours, run.devices, peak),
-                  "cost_usd": (c.hours * run.devices * price_hw if price_hw else None)}
-                 for c in run.times]
+        spec = model_spec(row_config(row))
+        flops = model_flops(spec, run.phases)
+        times = []
+        for c in run.times:      # a source describing another run brings its own phases
+            c_flops = model_flops(spec, c.phases) if c.phases else flops
+            times.append({
+                "hours": c.hours, "source": c.source,
+                "tokens": sum(p.tokens for p in c.phases) if c.phases else run.tokens,
+                "phases": [p.text for p in c.phases] if c.phases else None,
+                "model_flops": c_flops,
+                "implied_mfu": implied_mfu(c_flops, c.hours, run.devices, peak),
+                "cost_usd": c.hours * run.devices * price_hw if price_hw else None})
         n = devices or run.devices
         hours = flops / (n * target.peak_flops_bf16 * mfu) / 3600.0
         entry |= {
@@ -110,7 +117,7 @@ def _dedupe_times(times: list[dict]) -> list[tuple[dict, list[int]]]:
     merged: list[tuple[dict, list[int]]] = []
     for i, t in enumerate(times):
         for first, idx in merged:
-            if first["hours"] == t["hours"]:
+            if first["hours"] == t["hours"] and first["tokens"] == t["tokens"]:
                 idx.append(i)
                 break
         else:
@@ -146,11 +153,15 @@ def format_published(rows: list[dict]) -> str:
                     f"{_money(t['cost_usd']):>6}  |  {e['devices']:>7} "
                     f"{_duration(e['hours'] * 3600):>10} {_money(e['cost_usd']):>6}")
             else:
-                lines.append(f"{'':<18} {'':<13} {time_text:>10} {src:<5} {'':>7} {'':>11} "
+                other = t["tokens"] != r["tokens"]
+                lines.append(f"{'':<18} {'':<13} {time_text:>10} {src:<5} "
+                             f"{_count(t['tokens']) if other else '':>7} "
+                             f"{format(t['model_flops'], '.3g') if other else '':>11} "
                              f"{mfu_text:>4} {r['precision']:<4} {_money(t['cost_usd']):>6}")
         sources.append(f"[{number}] {r['name']}: hardware: {r['hardware_source']}")
         for i, t in enumerate(r["times"]):
-            sources.append(f"  {number}{'abcd'[i]} time: {t['source']}")
+            run_text = f" (run: {' + '.join(t['phases'])})" if t["phases"] else ""
+            sources.append(f"  {number}{'abcd'[i]} time{run_text}: {t['source']}")
         sources.append(f"  tokens ({' + '.join(r['phases'])}): {r['tokens_source']}")
         sources.append(f"  precision {r['precision']} "
                        f"({r['peak_flops'] / 1e12:g} TFLOP/s peak): {r['precision_source']}")

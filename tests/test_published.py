@@ -64,3 +64,11 @@ def test_bad_flags_exit_2_with_one_line(argv, message, capsys):
     assert plan_cmd.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"scaling plan: error: {message}") and err.count("\n") == 1
+
+
+def test_xlnet_lecture_time_is_the_first_papers_smaller_run(rows):
+    xlnet = next(r for r in rows if r["key"] == "xlnet:large")
+    paper, lecture = xlnet["times"]
+    assert paper["tokens"] == 500_000 * 8192 * 512 and lecture["tokens"] == paper["tokens"] // 4
+    # Same model, a quarter of the tokens in 60 h instead of 132 h.
+    assert lecture["implied_mfu"] == pytest.approx(paper["implied_mfu"] / 4 * 132 / 60)
