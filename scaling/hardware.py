@@ -4,10 +4,10 @@ MFU divides the model FLOPs a run achieves by the hardware's peak. For accelerat
 is the vendor's *dense* bf16 figure (datasheets often headline the 2:4-sparse number, which
 is twice as large; the table below halves those; P100 and V100 have no bf16, so their 16-bit
 peak is fp16's). The table also holds fp16/fp32 peaks, HBM bandwidth and the interconnect
-per mesh level (bytes/s, one direction, per device), each entry with its sources. For CPUs there is no honest datasheet
-number for what XLA can reach, so `device_peak_flops` measures it: a jitted fp32 matmul
-timed on all of this process's threads, several times (the best reading is the peak; the
-spread and the system load say how far to trust it), cached per host in
+per mesh level (bytes/s, one direction, per device), each entry with its sources. For CPUs
+there is no honest datasheet number for what XLA can reach, so `device_peak_flops` measures
+it: a jitted fp32 matmul timed on all of this process's threads, several times (the best
+reading is the peak; the spread and the system load say how far to trust it), cached per host in
 `$SCALING_CACHE_DIR/cpu_peak.json` (default `~/.cache/scaling/`) and measured again when the
 entry is older than `metrics.cpu_peak_max_age_days` or a run achieved more than it (MFU > 1).
 `scaling probe-peak` measures it by hand.
