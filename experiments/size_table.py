@@ -226,3 +226,150 @@ RECIPES = {r.key: r for r in (
            micro_batches=64, remat="full",
            note="the 384-token memory of Transformer-XL is not modelled"),
 )}
+
+
+# ------------------------------------------------------------------ published training runs
+# What each row's paper (and the lecture's size table, ../shared/REFERENCE.md) says its
+# pretraining cost: hardware, device count, wall-clock time and tokens, each with a citation.
+# `scaling plan --table --published` turns them into model FLOPs, the implied MFU and the
+# same run on H100s. Where two sources disagree both are kept, the paper's first.
+
+LECTURE = "lecture size table (shared/REFERENCE.md)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One stretch of training at one shape: `steps` updates of `tokens_per_step` tokens."""
+    steps: int
+    tokens_per_step: int     # all tokens of an update (encoder-decoder: source + target)
+    seq_len: int             # the context the attention FLOPs are counted at
+    text: str                # as the paper states it
+    target_len: int = 0      # encoder-decoder: target context
+
+    @property
+    def tokens(self) -> int:
+        return self.steps * self.tokens_per_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A published wall-clock time and who says so; `phases` where that source's run was
+    a different one (empty: the run's own phases)."""
+    hours: float
+    source: str
+    phases: tuple[Phase, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedRun:
+    key: str                        # the size-table row
+    device: str | None              # scaling.hardware.DEVICES key; None: not published
+    devices: int
+    hardware_source: str
+    times: tuple[Claim, ...]        # the paper's first
+    phases: tuple[Phase, ...]
+    tokens_source: str
+    precision: str                  # the peak the implied MFU divides by: bf16, fp16, fp32
+    precision_source: str
+    note: str = ""
+    lecture_cost: str = ""          # a cost the lecture quotes for this run
+
+    @property
+    def tokens(self) -> int:
+        return sum(p.tokens for p in self.phases)
+
+    @property
+    def published(self) -> bool:
+        return self.device is not None and bool(self.times) and bool(self.phases)
+
+
+def _vaswani_run(key: str, steps: int, hours: float, time_text: str, lecture: str) -> PublishedRun:
+    return PublishedRun(
+        key, "p100", 8,
+        "Vaswani et al. 2017, section 5.2: 'one machine with 8 NVIDIA P100 GPUs'",
+        (Claim(hours, f"Vaswani et al. 2017, section 5.2: {time_text}"),
+         Claim(hours, f"{LECTURE}: {lecture}")),
+        # ~25k + 25k tokens per update; the attention term at the recipe's 128-token
+        # stand-in for WMT sentence lengths (about 1 % of the FLOPs either way).
+        (Phase(steps, 50_000, 128, f"{steps // 1000}k steps x ~25k source + ~25k target "
+               "tokens", target_len=128),),
+        "Vaswani et al. 2017, section 5.1: 'approximately 25000 source tokens and 25000 "
+        "target tokens' per batch; section 5.2: steps",
+        "fp32",
+        "Vaswani et al. 2017, Table 2 footnote: cost = time x GPUs x 'sustained "
+        "single-precision floating-point capacity', 9.5 TFLOPS for a P100 (the SXM2 "
+        "datasheet says 10.6; the table uses that)")
+
+
+def _bert_run(key: str, cloud_tpus: int) -> PublishedRun:
+    chips = 4 * cloud_tpus
+    return PublishedRun(
+        key, "tpu-v2", chips,
+        f"Devlin et al. 2019, appendix A.2: '{cloud_tpus} Cloud TPUs in Pod configuration "
+        f"({chips} TPU chips total)'; the generation is not stated: TPU v2 assumed (the "
+        "Cloud TPU Pods of 2018; Strubell et al. 2019, Table 3 also list TPUv2)",
+        (Claim(96, "Devlin et al. 2019, appendix A.2: 'Each pretraining took 4 days to "
+               "complete'"),),
+        (Phase(900_000, 256 * 128, 128, "900k steps x 256 x 128"),
+         Phase(100_000, 256 * 512, 512, "100k steps x 256 x 512")),
+        "Devlin et al. 2019, appendix A.2: 1,000,000 steps of 256 sequences; length 128 for "
+        "90 % of the steps and 512 for the rest (batch 256 in both: our reading)",
+        "bf16", "TPU matmuls run in bf16 on the MXU (the paper does not say)",
+        note="the implied MFU assumes TPU v2; on TPU v3 chips it would be 2.7x lower")
+
+
+PUBLISHED_RUNS = {r.key: r for r in (
+    _vaswani_run("transformer:base", 100_000, 12,
+                 "'100,000 steps or 12 hours', about 0.4 s per step", "8xP100, 12 hours"),
+    _vaswani_run("transformer:big", 300_000, 3.5 * 24,
+                 "'300,000 steps (3.5 days)', 1.0 s per step", "8xP100, 3.5 days"),
+    _bert_run("bert:base", 4),
+    _bert_run("bert:large", 16),
+    PublishedRun(
+        "xlnet:large", "tpu-v3", 512,
+        "Yang et al. 2019, section 3.1: '512 TPU v3 chips'",
+        (Claim(5.5 * 24, "Yang et al. 2019 (NeurIPS version, arXiv v2+), section 3.1: "
+               "500K steps, batch 8192, 'about 5.5 days'"),
+         Claim(2.5 * 24, f"{LECTURE}: 512 TPU-v3, 2.5 days; the paper's first arXiv version "
+               "(1906.08237v1, quoted by Synced, 'The Staggering Cost of Training SOTA AI "
+               "Models', 2019): 'on 512 TPU v3 chips for 500K steps ... a batch size of 2048, "
+               "which takes about 2.5 days'",
+               (Phase(500_000, 2048 * 512, 512, "500K steps x 2048 x 512 (v1)"),))),
+        (Phase(500_000, 8192 * 512, 512, "500K steps x 8192 x 512"),),
+        "Yang et al. 2019, section 3.1 and Table 7: 500K steps, batch 8192, length 512",
+        "bf16", "TPU matmuls run in bf16 on the MXU",
+        note="model FLOPs count both attention streams; the 384-token memory and "
+             "partial prediction are not counted"),
+    PublishedRun(
+        "roberta:large", "v100", 1024,
+        "Liu et al. 2019, sections 3.1 and 5: DGX-1 machines, 8 x 32GB V100 each, "
+        "InfiniBand; 1024 V100 GPUs",
+        (Claim(24, "Liu et al. 2019, section 5: 'We pretrain our model using 1024 V100 GPUs "
+               "for approximately one day' (the first 100K-step run)"),
+         Claim(24, f"{LECTURE}: 1024 V100, 1 day")),
+        (Phase(100_000, 8192 * 512, 512, "100K steps x 8K x 512"),),
+        "Liu et al. 2019, section 5 and Table 4: the one-day run is 100K steps of 8K "
+        "sequences of 512 tokens (BooksCorpus + Wikipedia)",
+        "fp16", "Liu et al. 2019, section 3.1: mixed precision floating point arithmetic",
+        note="the released model trained 500K steps (Table 4) in a time the paper does not "
+             "give; read as 500K steps in one day, the implied MFU would be 5x"),
+    PublishedRun(
+        "gpt2:xl", None, 0,
+        "Radford et al. 2019 publish no hardware, training time or number of steps "
+        "(only batch 512 x 1024 tokens)", (), (), "not published", "bf16", "not published"),
+    PublishedRun(
+        "megatron:8b3", "v100", 512,
+        "Shoeybi et al. 2019, section 5: 32 DGX-2H servers, 512 V100 SXM3 32GB, 8-way "
+        "tensor x 64-way data parallelism",
+        (Claim(9.2 * 24, "Shoeybi et al. 2019, Table 2: 2.10 days per epoch on 512 GPUs, "
+               "x 300k iterations / 68,507 iterations per epoch (the epoch length as we "
+               "recall the paper's text: approximately 9.2 days)"),
+         Claim(9 * 24, f"{LECTURE}: 512 V100, 9 days")),
+        (Phase(300_000, 512 * 1024, 1024, "300k iterations x 512 x 1024"),),
+        "Shoeybi et al. 2019, section 5: batch 512, 300k iterations, sequence 1024",
+        "fp16", "Shoeybi et al. 2019, section 5: mixed precision training",
+        note="the paper's own 15.1 PFLOP/s sustained counts activation recomputation "
+             "(8N per token, not 6N)",
+        lecture_cost="~$430,000 on AWS (lecture): 512 GPUs x 216 h x $3.90 per V100-hour "
+                     "(p3dn.24xlarge) = $431k"),
+)}

@@ -2,10 +2,12 @@
 
 MFU divides the model FLOPs a run achieves by the hardware's peak. For accelerators the peak
 is the vendor's *dense* bf16 figure (datasheets often headline the 2:4-sparse number, which
-is twice as large; the table below halves those). For CPUs there is no honest datasheet
-number for what XLA can reach, so `device_peak_flops` measures it: a jitted fp32 matmul
-timed on all of this process's threads, several times (the best reading is the peak; the
-spread and the system load say how far to trust it), cached per host in
+is twice as large; the table below halves those; P100 and V100 have no bf16, so their 16-bit
+peak is fp16's). The table also holds fp16/fp32 peaks, HBM bandwidth and the interconnect
+per mesh level (bytes/s, one direction, per device), each entry with its sources. For CPUs
+there is no honest datasheet number for what XLA can reach, so `device_peak_flops` measures
+it: a jitted fp32 matmul timed on all of this process's threads, several times (the best
+reading is the peak; the spread and the system load say how far to trust it), cached per host in
 `$SCALING_CACHE_DIR/cpu_peak.json` (default `~/.cache/scaling/`) and measured again when the
 entry is older than `metrics.cpu_peak_max_age_days` or a run achieved more than it (MFU > 1).
 `scaling probe-peak` measures it by hand.
@@ -29,50 +31,193 @@ from pathlib import Path
 from typing import Callable
 
 GiB = 2**30
+GB = 1e9                        # bandwidths: decimal, as datasheets print them
+Gbit = 1e9 / 8
 
 
 @dataclasses.dataclass(frozen=True)
 class DeviceSpec:
+    """One accelerator: peaks, memory and the links a mesh axis can run over.
+
+    Bandwidths are bytes/s, *unidirectional, per device* (datasheets often print the
+    bidirectional total: NVLink 4's "900 GB/s" is 450 GB/s each way). `intra_node_bw` is the
+    fast domain (NVLink/NVSwitch within a node; TPU ICI within a slice, where the node is the
+    pod); `inter_node_bw` is this device's share of the node's network (InfiniBand or
+    Ethernet NICs / devices per node; TPU data-center network), None where no reference
+    deployment publishes one. `source` names where every number comes from.
+    """
     name: str                   # short key, e.g. "h100"
-    peak_tflops_bf16: float     # dense (not 2:4 sparse) bf16 tensor-core / MXU peak per chip
+    peak_tflops_bf16: float     # dense 16-bit tensor/MXU peak per chip: bf16, or fp16 on
+                                # chips without bf16 (P100, V100; see `mixed_precision`)
     hbm_bytes: int              # HBM capacity per chip as the datasheet states it
     source: str                 # where the numbers come from
+    peak_tflops_fp16: float     # dense fp16 peak (0: no fp16 datapath, TPUs)
+    peak_tflops_fp32: float     # fp32 without tensor cores/TF32 (0: not published, TPUs)
+    hbm_bw: float               # HBM bandwidth, bytes/s
+    intra_node_bw: float        # NVLink / ICI, bytes/s per device per direction
+    inter_node_bw: float | None  # IB / Ethernet / DCN share, bytes/s per device per direction
+    devices_per_node: int       # size of the intra-node domain (DGX: 8; TPU: pod size)
+    interconnect: str           # the links, in words
+    mixed_precision: str = "bf16"   # the 16-bit format the chip trains with
 
     @property
     def peak_flops_bf16(self) -> float:
         return self.peak_tflops_bf16 * 1e12
 
+    def peak_flops(self, precision: str) -> float:
+        """Dense peak FLOP/s in 'bf16', 'fp16' or 'fp32'; ValueError where the chip has none."""
+        if precision == "bf16" and self.mixed_precision != "bf16":
+            raise ValueError(f"precision: {self.name} has no bf16; use "
+                             f"{self.mixed_precision} or fp32")
+        tflops = {"bf16": self.peak_tflops_bf16, "fp16": self.peak_tflops_fp16,
+                  "fp32": self.peak_tflops_fp32}.get(precision)
+        if tflops is None:
+            raise ValueError(f"precision: {precision!r} is not one of bf16, fp16, fp32")
+        if not tflops:
+            raise ValueError(f"precision: no published {precision} peak for {self.name}")
+        return tflops * 1e12
+
+
+_DGX_A100 = "NVIDIA DGX A100 datasheet: 8 x 200 Gb/s HDR InfiniBand (one per GPU)"
+_DGX_H100 = "NVIDIA DGX H100/H200 datasheet: 8 x 400 Gb/s NDR ConnectX-7 (one per GPU)"
 
 DEVICES: dict[str, DeviceSpec] = {
     spec.name: spec
     for spec in [
-        # NVIDIA H100 Tensor Core GPU datasheet: SXM BF16 1,979 TFLOPS "with sparsity"; 80 GB HBM3.
-        DeviceSpec("h100", 989.0, 80 * GiB, "NVIDIA H100 datasheet, H100 SXM (1979 sparse / 2)"),
-        # Same datasheet, PCIe column: BF16 1,513 TFLOPS with sparsity; 80 GB HBM2e.
+        # NVIDIA Tesla P100 datasheet, SXM2 (NVLink) module: FP16 21.2, FP32 10.6 TFLOPS;
+        # 16 GB HBM2 at 732 GB/s; NVLink 1.0, 4 links, 160 GB/s bidirectional. No bf16, no
+        # tensor cores. DGX-1 (P100) datasheet: 4 x 100 Gb/s EDR InfiniBand per 8 GPUs.
+        DeviceSpec("p100", 21.2, 16 * GiB,
+                   "NVIDIA Tesla P100 datasheet (SXM2: FP16 21.2, FP32 10.6 TFLOPS, 732 GB/s, "
+                   "NVLink 160 GB/s bidirectional); NVIDIA DGX-1 datasheet (4 x 100 Gb/s EDR "
+                   "IB per 8 GPUs)",
+                   peak_tflops_fp16=21.2, peak_tflops_fp32=10.6, hbm_bw=732 * GB,
+                   intra_node_bw=160 * GB / 2, inter_node_bw=4 * 100 * Gbit / 8,
+                   devices_per_node=8, interconnect="NVLink 1 hybrid cube mesh; EDR IB",
+                   mixed_precision="fp16"),
+        # NVIDIA Tesla V100 datasheet, SXM2/SXM3 32 GB: tensor 125 TFLOPS (fp16), FP32 15.7;
+        # HBM2 900 GB/s; NVLink 2.0, 300 GB/s bidirectional. Node as in Megatron-LM
+        # (Shoeybi et al. 2019, section 5): DGX-2H, 16 GPUs on NVSwitch, "100 GB/sec of
+        # interconnect bandwidth between servers using 8 InfiniBand adapters per server"
+        # (8 x 100 Gb/s EDR; a DGX-1V has 4 per 8 GPUs: the same 6.25 GB/s per GPU).
+        DeviceSpec("v100", 125.0, 32 * GiB,
+                   "NVIDIA Tesla V100 datasheet (SXM2 32GB: tensor 125, FP32 15.7 TFLOPS, "
+                   "900 GB/s, NVLink 300 GB/s bidirectional); NVIDIA DGX-2 datasheet and "
+                   "Shoeybi et al. 2019 section 5 (8 x 100 Gb/s EDR IB per 16 GPUs)",
+                   peak_tflops_fp16=125.0, peak_tflops_fp32=15.7, hbm_bw=900 * GB,
+                   intra_node_bw=300 * GB / 2, inter_node_bw=8 * 100 * Gbit / 16,
+                   devices_per_node=16, interconnect="NVLink 2 / NVSwitch; EDR IB",
+                   mixed_precision="fp16"),
+        # NVIDIA H100 Tensor Core GPU datasheet: SXM BF16 1,979 TFLOPS "with sparsity"; 80 GB
+        # HBM3 at 3.35 TB/s; FP32 67 TFLOPS; NVLink 900 GB/s (bidirectional total).
+        DeviceSpec("h100", 989.0, 80 * GiB,
+                   "NVIDIA H100 datasheet, H100 SXM (1979 sparse / 2; FP32 67 TFLOPS; "
+                   "3.35 TB/s; NVLink 900 GB/s bidirectional); " + _DGX_H100,
+                   peak_tflops_fp16=989.0, peak_tflops_fp32=67.0, hbm_bw=3350 * GB,
+                   intra_node_bw=900 * GB / 2, inter_node_bw=400 * Gbit,
+                   devices_per_node=8, interconnect="NVLink 4 / NVSwitch; NDR IB"),
+        # Same datasheet, PCIe column: BF16 1,513 TFLOPS with sparsity; 80 GB HBM2e at
+        # 2 TB/s; FP32 51; NVLink bridge 600 GB/s (pairs of cards). No reference
+        # multi-node deployment: inter-node None.
         DeviceSpec("h100-pcie", 756.0, 80 * GiB,
-                   "NVIDIA H100 datasheet, H100 PCIe (1513 sparse / 2)"),
+                   "NVIDIA H100 datasheet, H100 PCIe (1513 sparse / 2; FP32 51 TFLOPS; 2 TB/s;"
+                   " NVLink bridge 600 GB/s bidirectional); no reference cluster network",
+                   peak_tflops_fp16=756.0, peak_tflops_fp32=51.0, hbm_bw=2000 * GB,
+                   intra_node_bw=600 * GB / 2, inter_node_bw=None, devices_per_node=2,
+                   interconnect="NVLink bridge (pairs); PCIe"),
         # NVIDIA H200 Tensor Core GPU datasheet: BF16 1,979 TFLOPS with sparsity (the H100 SXM's
-        # compute), 141 GB HBM3e.
-        DeviceSpec("h200", 989.0, 141 * GiB, "NVIDIA H200 datasheet, H200 SXM (1979 sparse / 2)"),
-        # NVIDIA A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense (624 sparse);
-        # 40 GB HBM2 or 80 GB HBM2e.
-        DeviceSpec("a100-40", 312.0, 40 * GiB, "NVIDIA A100 datasheet, A100 40GB (312 dense)"),
-        DeviceSpec("a100-80", 312.0, 80 * GiB, "NVIDIA A100 datasheet, A100 80GB (312 dense)"),
-        # Google Cloud TPU docs, "TPU v4" system architecture: 275 TFLOPs bf16 per chip, 32 GiB HBM2.
-        DeviceSpec("tpu-v4", 275.0, 32 * GiB, "Google Cloud TPU v4 documentation"),
-        # Google Cloud TPU docs, "TPU v5e": 197 TFLOPs bf16 per chip, 16 GiB HBM2.
-        DeviceSpec("tpu-v5e", 197.0, 16 * GiB, "Google Cloud TPU v5e documentation"),
-        # Google Cloud TPU docs, "TPU v5p": 459 TFLOPs bf16 per chip, 95 GiB HBM2e.
-        DeviceSpec("tpu-v5p", 459.0, 95 * GiB, "Google Cloud TPU v5p documentation"),
-        # Google Cloud TPU docs, "TPU v6e" (Trillium): 918 TFLOPs bf16 per chip, 32 GiB HBM.
-        DeviceSpec("tpu-v6e", 918.0, 32 * GiB, "Google Cloud TPU v6e documentation"),
+        # compute), 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s.
+        DeviceSpec("h200", 989.0, 141 * GiB,
+                   "NVIDIA H200 datasheet, H200 SXM (1979 sparse / 2; FP32 67 TFLOPS; "
+                   "4.8 TB/s; NVLink 900 GB/s bidirectional); " + _DGX_H100,
+                   peak_tflops_fp16=989.0, peak_tflops_fp32=67.0, hbm_bw=4800 * GB,
+                   intra_node_bw=900 * GB / 2, inter_node_bw=400 * Gbit,
+                   devices_per_node=8, interconnect="NVLink 4 / NVSwitch; NDR IB"),
+        # NVIDIA A100 Tensor Core GPU datasheet: BF16 312 TFLOPS dense (624 sparse); FP32
+        # 19.5; 40 GB HBM2 at 1,555 GB/s or 80 GB HBM2e at 2,039 GB/s (SXM); NVLink 3,
+        # 600 GB/s bidirectional.
+        DeviceSpec("a100-40", 312.0, 40 * GiB,
+                   "NVIDIA A100 datasheet, A100 40GB SXM (312 dense; FP32 19.5 TFLOPS; "
+                   "1,555 GB/s; NVLink 600 GB/s bidirectional); " + _DGX_A100,
+                   peak_tflops_fp16=312.0, peak_tflops_fp32=19.5, hbm_bw=1555 * GB,
+                   intra_node_bw=600 * GB / 2, inter_node_bw=200 * Gbit,
+                   devices_per_node=8, interconnect="NVLink 3 / NVSwitch; HDR IB"),
+        DeviceSpec("a100-80", 312.0, 80 * GiB,
+                   "NVIDIA A100 datasheet, A100 80GB SXM (312 dense; FP32 19.5 TFLOPS; "
+                   "2,039 GB/s; NVLink 600 GB/s bidirectional); " + _DGX_A100,
+                   peak_tflops_fp16=312.0, peak_tflops_fp32=19.5, hbm_bw=2039 * GB,
+                   intra_node_bw=600 * GB / 2, inter_node_bw=200 * Gbit,
+                   devices_per_node=8, interconnect="NVLink 3 / NVSwitch; HDR IB"),
+        # TPU v2: Jouppi et al. 2020, "A Domain-Specific Supercomputer for Training Deep
+        # Neural Networks" (CACM), Table 3 (as recalled, not re-checked here): 46 TFLOPS
+        # bf16 per chip (Cloud's 180 per 4-chip board is 45), 16 GiB HBM at 700 GB/s, 4 ICI
+        # links of 496 Gb/s; 256-chip pod, 2D torus. No DCN: one pod per job then.
+        DeviceSpec("tpu-v2", 45.0, 16 * GiB,
+                   "Jouppi et al. 2020 CACM 'A Domain-Specific Supercomputer for Training "
+                   "DNNs' Table 3 (45-46 TFLOPS, 16 GiB, 700 GB/s, 4 ICI links x 496 Gb/s; "
+                   "recalled, approximate); Cloud TPU v2 docs (256-chip pod); no DCN figure",
+                   peak_tflops_fp16=0.0, peak_tflops_fp32=0.0, hbm_bw=700 * GB,
+                   intra_node_bw=4 * 496 * Gbit, inter_node_bw=None, devices_per_node=256,
+                   interconnect="ICI 2D torus"),
+        # Google Cloud TPU docs, "TPU v3": 123 TFLOPS bf16 per chip, 32 GiB HBM2 at 900 GBps;
+        # 1024-chip pod, 2D torus, all-reduce bandwidth per pod 340 TB/s (/ 1024 chips =
+        # 332 GB/s per chip: the same derivation gives v5e's documented 400/2 = 200).
+        DeviceSpec("tpu-v3", 123.0, 32 * GiB,
+                   "Google Cloud TPU v3 documentation (123 TFLOPS, 32 GiB, 900 GBps; ICI = "
+                   "all-reduce bandwidth per pod 340 TB/s / 1024 chips); no DCN figure",
+                   peak_tflops_fp16=0.0, peak_tflops_fp32=0.0, hbm_bw=900 * GB,
+                   intra_node_bw=340e12 / 1024, inter_node_bw=None, devices_per_node=1024,
+                   interconnect="ICI 2D torus"),
+        # Google Cloud TPU docs, "TPU v4" system architecture: 275 TFLOPs bf16 per chip, 32 GiB
+        # HBM2 at 1200 GBps; 4096-chip pod; all-reduce bandwidth per pod 1.1 PB/s (/ 4096).
+        DeviceSpec("tpu-v4", 275.0, 32 * GiB,
+                   "Google Cloud TPU v4 documentation (275 TFLOPS, 32 GiB, 1200 GBps; ICI = "
+                   "all-reduce bandwidth per pod 1.1 PB/s / 4096 chips); no DCN figure",
+                   peak_tflops_fp16=0.0, peak_tflops_fp32=0.0, hbm_bw=1200 * GB,
+                   intra_node_bw=1.1e15 / 4096, inter_node_bw=None, devices_per_node=4096,
+                   interconnect="ICI 3D torus (optical switches)"),
+        # Google Cloud TPU docs, "TPU v5e": 197 TFLOPs bf16 per chip, 16 GiB HBM2 at 819 GBps,
+        # bidirectional ICI 400 GBps per chip; 8 chips per host with 2 x 100 Gbps NICs.
+        DeviceSpec("tpu-v5e", 197.0, 16 * GiB,
+                   "Google Cloud TPU v5e documentation (197 TFLOPS, 16 GiB, 819 GBps, "
+                   "bidirectional ICI 400 GBps per chip, 2 x 100 Gbps NIC per 8-chip host)",
+                   peak_tflops_fp16=0.0, peak_tflops_fp32=0.0, hbm_bw=819 * GB,
+                   intra_node_bw=400 * GB / 2, inter_node_bw=2 * 100 * Gbit / 8,
+                   devices_per_node=256, interconnect="ICI 2D torus; DCN"),
+        # Google Cloud TPU docs, "TPU v5p": 459 TFLOPs bf16 per chip, 95 GiB HBM2e at 2765 GBps,
+        # bidirectional ICI 1200 GBps per chip, DCN 50 Gbps per chip.
+        DeviceSpec("tpu-v5p", 459.0, 95 * GiB,
+                   "Google Cloud TPU v5p documentation (459 TFLOPS, 95 GiB, 2765 GBps, "
+                   "bidirectional ICI 1200 GBps per chip, DCN 50 Gbps per chip)",
+                   peak_tflops_fp16=0.0, peak_tflops_fp32=0.0, hbm_bw=2765 * GB,
+                   intra_node_bw=1200 * GB / 2, inter_node_bw=50 * Gbit,
+                   devices_per_node=8960, interconnect="ICI 3D torus; DCN"),
+        # Google Cloud TPU docs, "TPU v6e" (Trillium): 918 TFLOPs bf16 per chip, 32 GiB HBM at
+        # 1638 GBps, bidirectional ICI 800 GBps per chip.
+        DeviceSpec("tpu-v6e", 918.0, 32 * GiB,
+                   "Google Cloud TPU v6e documentation (918 TFLOPS, 32 GB, 1638 GBps, "
+                   "bidirectional ICI 800 GBps per chip); DCN not taken from it",
+                   peak_tflops_fp16=0.0, peak_tflops_fp32=0.0, hbm_bw=1638 * GB,
+                   intra_node_bw=800 * GB / 2, inter_node_bw=None, devices_per_node=256,
+                   interconnect="ICI 2D torus; DCN"),
     ]
+}
+
+# On-demand cloud price per device-hour (USD) for the devices of the published runs, with
+# where it comes from; list prices change, so treat these as order-of-magnitude figures.
+CLOUD_PRICES: dict[str, tuple[float, str]] = {
+    "p100": (1.46, "Google Compute Engine GPU pricing, NVIDIA P100 on-demand, per GPU-hour"),
+    "v100": (31.212 / 8, "AWS EC2 p3dn.24xlarge on-demand $31.212/h for 8 V100 32GB"),
+    "tpu-v2": (4.50 / 4, "Google Cloud TPU pricing, v2-8 device $4.50/h for 4 chips"),
+    "tpu-v3": (8.00 / 4, "Google Cloud TPU pricing, v3-8 device $8.00/h for 4 chips"),
+    "h100": (2.0, "assumed market rate for an H100 SXM GPU-hour (not a list price)"),
 }
 
 # `jax.Device.device_kind` strings -> table key. Checked in order, first substring match wins,
 # on the lower-cased kind, so the more specific patterns come first.
 # Examples of real kinds: 'NVIDIA H100 80GB HBM3', 'NVIDIA H100 PCIe', 'NVIDIA H200',
-# 'NVIDIA A100-SXM4-40GB', 'NVIDIA A100 80GB PCIe', 'TPU v4', 'TPU v5 lite', 'TPU v5p',
+# 'NVIDIA A100-SXM4-40GB', 'NVIDIA A100 80GB PCIe', 'Tesla V100-SXM2-32GB',
+# 'Tesla P100-SXM2-16GB', 'TPU v2', 'TPU v3', 'TPU v4', 'TPU v5 lite', 'TPU v5p',
 # 'TPU v6 lite'.
 _KIND_PATTERNS: list[tuple[tuple[str, ...], str]] = [
     (("h100", "pcie"), "h100-pcie"),
@@ -80,6 +225,10 @@ _KIND_PATTERNS: list[tuple[tuple[str, ...], str]] = [
     (("h100",), "h100"),
     (("a100", "80gb"), "a100-80"),
     (("a100",), "a100-40"),
+    (("v100",), "v100"),
+    (("p100",), "p100"),
+    (("tpu v2",), "tpu-v2"),
+    (("tpu v3",), "tpu-v3"),
     (("tpu v4",), "tpu-v4"),
     (("tpu v5 lite",), "tpu-v5e"),
     (("tpu v5e",), "tpu-v5e"),
@@ -375,4 +524,5 @@ def device_peak_flops(device=None, override_tflops: float = 0.0, max_age_days: f
     if spec is None:
         return 0.0, (f"unknown device kind {kind!r}: MFU unknown; set "
                      f"--config.metrics.device_peak_tflops")
-    return spec.peak_flops_bf16, f"{spec.peak_tflops_bf16:g} TFLOP/s bf16 dense, {spec.source}"
+    return spec.peak_flops_bf16, (f"{spec.peak_tflops_bf16:g} TFLOP/s {spec.mixed_precision} "
+                                  f"dense, {spec.source}")

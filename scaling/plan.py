@@ -286,6 +286,21 @@ def format_plan(p: dict, aot: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def row_config(row):
+    """The config of a size-table row at its published context length (model.max_len)."""
+    from scaling.config_loading import load  # noqa: PLC0415
+
+    config = load(f"experiments/{row.experiment}.py:{row.variant}")
+    context = row.max_len - config.model.position_offset  # RoBERTa: 514 rows, 512 tokens
+    config.data.seq_len = context
+    # Counting traces the model's init: one scanned layer traces much faster than 72
+    # unrolled ones and has the same parameters (stacked along a 'layers' axis).
+    config.model.scan_layers = True
+    if config.data.target_len:
+        config.data.target_len = context
+    return config
+
+
 def table_rows(size_table, devices: int, device: str, mfu: float,
                include_all: bool = False) -> list[dict]:
     """One plan per size-table row, at the row's published context length (model.max_len).
@@ -294,20 +309,12 @@ def table_rows(size_table, devices: int, device: str, mfu: float,
       size_table: the rows of experiments/size_table.py (the caller passes them: the
         library does not import the experiments).
     """
-    from scaling.config_loading import load  # noqa: PLC0415
 
     out = []
     for row in size_table:
         if not (row.in_table or include_all):
             continue
-        config = load(f"experiments/{row.experiment}.py:{row.variant}")
-        context = row.max_len - config.model.position_offset  # RoBERTa: 514 rows, 512 tokens
-        config.data.seq_len = context
-        # Counting traces the model's init: one scanned layer traces much faster than 72
-        # unrolled ones and has the same parameters (stacked along a 'layers' axis).
-        config.model.scan_layers = True
-        if config.data.target_len:
-            config.data.target_len = context
+        config = row_config(row)
         p = plan(config, devices=devices, device=device, mfu=mfu,
                  mesh_text=f"data={devices}")
         p["name"] = row.name

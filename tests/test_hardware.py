@@ -1,4 +1,5 @@
 """Peak table lookup and the cached CPU matmul probe."""
+import dataclasses
 import datetime
 import json
 import socket
@@ -160,3 +161,58 @@ def test_cpu_probe_survives_corrupt_cache(tmp_path, monkeypatch):
     (tmp_path / "cpu_peak.json").write_text(json.dumps(
         {hardware.cpu_cache_key(): {"flops_per_s": 1e9, "measured_at": "2026-01-01T00:00:00"}}))
     assert hardware.cached_cpu_matmul_peak(repeats=1)[0] == 150e9
+
+
+# ------------------------------------------------------------------ bandwidths and sources
+
+REQUIRED = ("p100", "v100", "a100-40", "a100-80", "h100", "h200", "tpu-v3", "tpu-v4",
+            "tpu-v5e", "tpu-v5p")
+
+
+def test_every_required_device_has_every_field_and_a_source():
+    for name in REQUIRED:
+        spec = hardware.DEVICES[name]
+        for field in dataclasses.fields(spec):
+            value = getattr(spec, field.name)
+            if field.name == "inter_node_bw" and value is None:
+                # allowed only where the source says why
+                assert "no DCN" in spec.source or "no reference" in spec.source, name
+                continue
+            assert value not in (None, ""), (name, field.name)
+        assert spec.source and spec.interconnect
+        assert spec.hbm_bw > 0 and spec.intra_node_bw > 0 and spec.devices_per_node >= 1
+
+
+def test_bandwidth_units_are_bytes_per_second_one_direction():
+    GB = 1e9
+    # NVLink 4: the datasheet's 900 GB/s is both directions.
+    assert hardware.DEVICES["h100"].intra_node_bw == 450 * GB
+    assert hardware.DEVICES["v100"].intra_node_bw == 150 * GB
+    assert hardware.DEVICES["a100-80"].intra_node_bw == 300 * GB
+    # DGX H100: one 400 Gb/s NDR port per GPU = 50 GB/s; Megatron's DGX-2H: 8 x 100 Gb/s
+    # EDR per 16 GPUs = 6.25 GB/s per GPU.
+    assert hardware.DEVICES["h100"].inter_node_bw == 50 * GB
+    assert hardware.DEVICES["v100"].inter_node_bw == 6.25 * GB
+    # TPU v5p: 1200 GB/s bidirectional ICI; DCN 50 Gb/s per chip.
+    assert hardware.DEVICES["tpu-v5p"].intra_node_bw == 600 * GB
+    assert hardware.DEVICES["tpu-v5p"].inter_node_bw == 6.25 * GB
+    for spec in hardware.DEVICES.values():
+        # HBM > intra-node link > inter-node link, and all within physical ranges.
+        assert 1e11 < spec.hbm_bw < 1e13, spec.name
+        assert 1e10 < spec.intra_node_bw < spec.hbm_bw, spec.name
+        if spec.inter_node_bw is not None:
+            assert 1e9 < spec.inter_node_bw < spec.intra_node_bw, spec.name
+
+
+def test_peaks_by_precision():
+    v100 = hardware.DEVICES["v100"]
+    assert v100.peak_flops("fp16") == 125e12 and v100.peak_flops("fp32") == 15.7e12
+    with pytest.raises(ValueError, match="no bf16"):
+        v100.peak_flops("bf16")
+    with pytest.raises(ValueError, match="no published fp32"):
+        hardware.DEVICES["tpu-v3"].peak_flops("fp32")
+    assert hardware.DEVICES["tpu-v3"].peak_flops("bf16") == 123e12
+    assert hardware.lookup_device("Tesla V100-SXM2-32GB").name == "v100"
+    assert hardware.lookup_device("TPU v3").name == "tpu-v3"
+    for name, (usd, source) in hardware.CLOUD_PRICES.items():
+        assert name in hardware.DEVICES and 0.5 < usd < 10 and source

@@ -118,3 +118,24 @@ def test_recipe_dropout_trains_in_every_family(experiment):
                           rngs={"dropout": jax.random.PRNGKey(i)}) for i in range(2)]
     np.testing.assert_array_equal(evals[0], evals[1])
     assert np.isfinite(trains[0]).all() and not np.allclose(trains[0], trains[1])
+
+
+def test_every_table_row_has_a_cited_published_run():
+    from scaling.hardware import DEVICES
+    in_table = [r.key for r in size_table.ROWS if r.in_table]
+    assert sorted(size_table.PUBLISHED_RUNS) == sorted(in_table)
+    for run in size_table.PUBLISHED_RUNS.values():
+        assert run.hardware_source and run.tokens_source and run.precision_source
+        if not run.published:                      # GPT-2: says so
+            assert "no hardware" in run.hardware_source
+            continue
+        DEVICES[run.device].peak_flops(run.precision)  # a peak exists in that precision
+        assert run.devices > 0 and run.tokens > 0
+        assert all(c.hours > 0 and c.source for c in run.times)
+        assert all(p.text for p in run.phases)
+    # BERT: 90 % of 1M steps at 128, the rest at 512, 256 sequences each.
+    assert size_table.PUBLISHED_RUNS["bert:base"].tokens == 256 * (900_000 * 128
+                                                                   + 100_000 * 512)
+    # XLNet: the paper and the lecture disagree; both are kept, the paper's first.
+    xlnet = size_table.PUBLISHED_RUNS["xlnet:large"].times
+    assert [c.hours for c in xlnet] == [132, 60] and "Yang" in xlnet[0].source

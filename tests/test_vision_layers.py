@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scaling import sharding
 from scaling.nn import vision as V
@@ -252,3 +252,33 @@ def test_sharded_image_layers_compute_what_one_device_does():
     assert placed["backbone"]["stage1_block0"]["conv1"]["kernel"].sharding.spec == \
         P(None, None, "fsdp", "tensor")
     np.testing.assert_allclose(sharded, single, atol=1e-5)
+
+
+# ---- the XLA partitioner bug that Conv's kernel constraint avoids ---------------------------
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="XLA SPMD partitioner: a dot whose lhs batch is over (data, fsdp) "
+                   "and whose rhs output dim is over fsdp puts batch rows on the wrong "
+                   "devices. XPASS means XLA is fixed: drop the constraint in Conv")
+@pytest.mark.parametrize("shardy", [False, True])
+def test_xla_partitioner_dot_bug(shardy):
+    """Pure JAX, no project code: x [B, C] (B over data x fsdp, C over tensor) @ w [C, O]
+    (C over tensor, O over fsdp), result asked for as [B over data x fsdp, O over tensor].
+    The input gradient of a convolution whose kernel is stored (conv_in -> fsdp, conv_out ->
+    tensor) after another convolution (channels on tensor) has this form. XLA reorders x's
+    batch shards (data, fsdp) -> (fsdp, data) by a collective-permute and never permutes the
+    result back, under either propagation (Shardy or GSPMD), since both hand these shardings
+    to the same SPMD partitioner."""
+    old = jax.config.jax_use_shardy_partitioner
+    jax.config.update("jax_use_shardy_partitioner", shardy)
+    try:
+        mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+        x = np.arange(8, dtype=np.float32).reshape(4, 2)
+        w = np.array([[1, 10], [100, 1000]], np.float32)
+        put = lambda a, *spec: jax.device_put(a, NamedSharding(mesh, P(*spec)))  # noqa: E731
+        batch = ("data", "fsdp")
+        f = jax.jit(jnp.matmul, out_shardings=NamedSharding(mesh, P(batch, "tensor")))
+        got = f(put(x, batch, "tensor"), put(w, "tensor", "fsdp"))
+    finally:
+        jax.config.update("jax_use_shardy_partitioner", old)
+    np.testing.assert_array_equal(np.asarray(got), x @ w)
+

@@ -1,5 +1,6 @@
 """`scaling plan --config FILE:VARIANT --devices 8 --device h100 [--mfu 0.45] [--mesh ...] [--aot]`
-and `scaling plan --table [--devices 8 --device h100 --mfu 0.45] [--all]`.
+and `scaling plan --table [--devices 8 --device h100 --mfu 0.45] [--all]`
+and `scaling plan --table --published [--h100s N] [--mfu 0.4] [--price-per-device-hour 2.0]`.
 
 Prints parameters, FLOPs/token, compute-optimal tokens (20 per parameter), training FLOPs,
 wall-clock and device-hours at the given MFU, and memory per device (parameters, gradients,
@@ -10,12 +11,17 @@ for parallel.recipe_devices devices; other counts keep its per-device micro-batc
 --aot it also runs `scaling compile` for the same mesh and prints XLA's per-device peak
 beside the estimate (slow for big models: a full lower + compile on fake CPU devices).
 `--table` prints every row of the size table this way, with the published training set and
-hardware beside it. Formulas and conventions: scaling/plan.py.
+hardware beside it. `--table --published` prints each row's published run instead: hardware,
+time (every source where they disagree), tokens, model FLOPs, the MFU that time implies, its
+cost, and the same FLOPs on --h100s devices of --device (default: the published count) at
+--mfu (default 0.4 here) and --price-per-device-hour. Formulas and conventions:
+scaling/plan.py, scaling/published.py.
 
     scaling plan --config experiments/gpt2.py:xl --devices 8 --device h100 --mfu 0.45
     scaling plan --config experiments/gpt2.py:xl --mesh fsdp=8 --device a100-80 \\
         --config.train.batch_size=64 --config.data.seq_len=1024
     scaling plan --table --devices 64 --device a100-80
+    scaling plan --table --published --h100s 64 --mfu 0.4 --price-per-device-hour 2.5
 
 Exit codes: 0, or 2 with one line for bad input.
 """
@@ -35,11 +41,20 @@ def main(argv: list[str]) -> int:
                              "--table, else the recipe's parallel.recipe_devices, else 1)")
     parser.add_argument("--device", default="h100", help="accelerator, e.g. h100, a100-80, "
                                                          "tpu-v5p (scaling/hardware.py)")
-    parser.add_argument("--mfu", type=float, default=0.45, help="model FLOPs utilization")
+    parser.add_argument("--mfu", type=float, default=None,
+                        help="model FLOPs utilization (default 0.45; --published 0.4)")
     parser.add_argument("--mesh", default=None, help="layout, e.g. data=2,fsdp=4,tensor=1")
     parser.add_argument("--table", action="store_true", help="every size-table row")
     parser.add_argument("--all", action="store_true", help="--table: the smaller family "
                                                            "members too")
+    parser.add_argument("--published", action="store_true",
+                        help="--table: each row's published run, implied MFU and cost")
+    parser.add_argument("--h100s", type=int, default=None,
+                        help="--published: devices for our estimate (default: the "
+                             "published count)")
+    parser.add_argument("--price-per-device-hour", type=float, default=None,
+                        help="--published: $ per --device hour (default: "
+                             "scaling/hardware.py CLOUD_PRICES)")
     parser.add_argument("--aot", action="store_true",
                         help="also run `scaling compile` for XLA's memory figure")
     parser.add_argument("--json", action="store_true", help="print raw numbers as JSON")
@@ -51,6 +66,25 @@ def main(argv: list[str]) -> int:
 
     if args.devices is not None and args.devices < 1:
         return fail(f"--devices: must be positive, got {args.devices}")
+    if not args.published and (args.h100s is not None
+                               or args.price_per_device_hour is not None):
+        return fail("--h100s and --price-per-device-hour: only with --table --published")
+    if args.published:
+        if not args.table:
+            return fail("--published: only with --table, e.g. scaling plan --table --published")
+        if rest:
+            return fail(f"--table takes no config: unexpected {rest[0]!r}")
+        from experiments.size_table import PUBLISHED_RUNS, ROWS  # noqa: PLC0415
+        from scaling import published  # noqa: PLC0415
+        try:
+            rows = published.published_rows(
+                PUBLISHED_RUNS, ROWS, args.device, args.h100s,
+                0.4 if args.mfu is None else args.mfu, args.price_per_device_hour)
+        except ValueError as e:
+            return fail(str(e))
+        print(json.dumps(rows, indent=1) if args.json else published.format_published(rows))
+        return 0
+    args.mfu = 0.45 if args.mfu is None else args.mfu
     from scaling import plan as plan_lib  # noqa: PLC0415
     if args.table:
         if rest:

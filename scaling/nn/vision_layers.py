@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from scaling.nn import vision as V
-from scaling.nn.layers import ATTENTION_WEIGHTS, _param, ones, zeros
+from scaling.nn.layers import ATTENTION_WEIGHTS, _param, constrain, ones, zeros
 
 # He et al. 2015 for the ReLU network: variance 2/fan_in, fan_in = I·J·C of an [I, J, C, O]
 # kernel (and C of a [C, O] matrix).
@@ -36,6 +36,11 @@ class Conv(nn.Module):
         kernel = _param(self, "kernel", conv_init,
                         (self.window, self.window, x.shape[-1], self.features),
                         ("conv_rows", "conv_cols", "conv_in", "conv_out"))
+        # Use the kernel with its input channels whole (conv_in gathered, as FSDP gathers
+        # every weight before use). Left sharded, XLA's SPMD partitioner computes the input
+        # gradient of a conv chain on a data x fsdp x tensor mesh with batch rows on the
+        # wrong devices (tests/test_vision_layers.py::test_xla_partitioner_dot_bug).
+        kernel = constrain(kernel, ("conv_rows", "conv_cols", None, "conv_out"))
         bias = (_param(self, "bias", zeros, (self.features,), ("conv_out",)).astype(self.dtype)
                 if self.use_bias else None)
         return V.conv2d(x.astype(self.dtype), kernel.astype(self.dtype), bias, self.stride)
