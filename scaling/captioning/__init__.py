@@ -1,0 +1,1 @@
+"""Caption decoding and evaluation: greedy and beam search, BLEU-4 and the shapes exact-match."""
