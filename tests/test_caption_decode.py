@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scaling.captioning.decode import (beam_search, beam_search_loop, gnmt_penalty, greedy,
-                                       greedy_search)
+from scaling.captioning.decode import (beam_search, beam_search_loop, caption_ids,
+                                       gnmt_penalty, greedy, greedy_search)
 from scaling.models import build_model
 from scaling.spec import ModelSpec
 
@@ -177,3 +177,9 @@ def test_bad_arguments_are_one_line_errors(tiny):
         beam_search(model, params, images, bos_id=BOS, eos_id=V, max_len=4)
     with pytest.raises(ValueError, match="beam_size=0"):
         beam_search(model, params, images, bos_id=BOS, eos_id=EOS, max_len=4, beam_size=0)
+
+
+def test_caption_ids_cut_at_eos_and_drop_pads():
+    assert caption_ids([4, 5, EOS, 3, PAD], EOS, PAD) == [4, 5]
+    assert caption_ids([4, PAD, 5], EOS, PAD) == [4, 5]
+    assert caption_ids([EOS, 4], EOS, PAD) == []

@@ -5,7 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from scaling.captioning.metrics import (caption_scores, constant_baselines, corpus_bleu,
+from scaling.captioning.metrics import (bleu_tokens, caption_scores, constant_baselines,
+                                        corpus_bleu, shapes_object_sets,
                                         parse_objects, score_objects, true_objects)
 from scaling.data import shapes
 
@@ -126,3 +127,10 @@ def test_constant_baselines_by_hand():
     assert got["validation_oracle"] == {"exact_match": 2 / 3, "size": 1.0, "colour": 1.0,
                                         "shape": 2 / 3, "object_recall": 3 / 4,
                                         "held_out_recall": 1.0, "images": 3}
+
+
+def test_bleu_tokens_and_regenerated_object_sets():
+    assert bleu_tokens("A red Circle, left.") == ["a", "red", "circle", ",", "left", "."]
+    got = shapes_object_sets(0, "validation", 32, 20)
+    assert got == [true_objects(shapes.make_example(0, "validation", i, 32)["objects"])
+                   for i in range(20)]

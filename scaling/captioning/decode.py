@@ -175,3 +175,14 @@ def beam_search(model, params, images, *, bos_id: int, eos_id: int, pad_id: int 
     run = _compiled(model, "beam", bos_id, eos_id, pad_id, max_len, beam_size)
     ids, scores = run(params, jnp.asarray(images, jnp.float32), jnp.float32(length_penalty))
     return np.asarray(ids), np.asarray(scores)
+
+
+def caption_ids(row, eos_id: int, pad_id: int = 0) -> list[int]:
+    """One decoded row -> the caption's ids: up to (not including) the first EOS, no pads."""
+    out = []
+    for i in np.asarray(row).reshape(-1).tolist():
+        if i == eos_id:
+            break
+        if i != pad_id:
+            out.append(i)
+    return out

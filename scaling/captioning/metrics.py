@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 from typing import Iterable, Sequence
 
+import numpy as np
+
+from scaling.data import shapes
 from scaling.data.shapes import COLOURS, HELD_OUT, SHAPES, SIZES
 
 Obj = tuple  # (size, colour, shape); a part the caption did not say is None
@@ -29,6 +33,14 @@ ATTRIBUTES = ("size", "colour", "shape")
 
 
 # --- BLEU ---------------------------------------------------------------------------------
+_WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
+
+
+def bleu_tokens(text: str) -> list[str]:
+    """The tokens BLEU compares: lowercased words, each punctuation mark its own token."""
+    return _WORD.findall(text.lower())
+
+
 def _tokens(text) -> list[str]:
     """A caption string is split on whitespace; a token sequence is taken as it is."""
     return text.split() if isinstance(text, str) else list(text)
@@ -95,6 +107,17 @@ def parse_objects(caption: str) -> list[Obj]:
             objects.append((size, colour, word))
             size = colour = None
     return objects
+
+
+def shapes_object_sets(seed: int, split: str, image_size: int, num: int) -> list[set[Obj]]:
+    """The object sets of the first `num` images of a shapes split, regenerated from the seeds
+    (scaling.data.shapes.sample_objects, as make_example draws them) without rendering."""
+    out = []
+    for index in range(num):
+        rng = np.random.default_rng(shapes.example_seed(seed, split, index))
+        out.append({(o.size, o.colour, o.shape)
+                    for o in shapes.sample_objects(rng, image_size, split)})
+    return out
 
 
 def true_objects(objects: dict) -> set[Obj]:

@@ -79,5 +79,5 @@ class Captioner(nn.Module):
         return self({"images": images}, train, stage="encode")
 
     def decode_tokens(self, memory, decoder_inputs, train: bool = False):
-        """memory [B, Y·X, D] (from encode_images), decoder_inputs [B, T] -> logits [B, T, V_pad]."""
+        """memory [B, Y·X, D] (encode_images), decoder_inputs [B, T] -> logits [B, T, V_pad]."""
         return self({"memory": memory, "decoder_inputs": decoder_inputs}, train, stage="decode")
