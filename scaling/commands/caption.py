@@ -165,9 +165,9 @@ def _print_report(report: dict) -> None:
     print(f"{report['split']}: {report['images']} images, BLEU-4 {100 * report['bleu4']:.2f}")
     if "shapes" not in report:
         return
-    rows = [("model", report["shapes"])] + [(f"baseline {k}", v)
+    rows = [("model", report["shapes"])] + [(f"constant ({k})", v)
                                             for k, v in report["baselines"].items()]
     keys = ("exact_match", "size", "colour", "shape", "object_recall", "held_out_recall")
-    print(f"{'':28}" + "".join(f"{k:>16}" for k in keys))
+    print(f"{'shapes':30}" + "".join(f"{k:>16}" for k in keys))
     for name, scores in rows:
-        print(f"{name:28}" + "".join(f"{scores[k]:>16.3f}" for k in keys))
+        print(f"{name:30}" + "".join(f"{scores[k]:16.3f}" for k in keys))
