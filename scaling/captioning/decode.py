@@ -111,11 +111,10 @@ def _check(model, bos_id: int, eos_id: int, pad_id: int, max_len: int, beam_size
 
 
 def _model_log_probs(model, params, memory, bos_id: int, pad_id: int) -> LogProbs:
-    """The Captioner as a LogProbs over memory [B, Y·X, D] (repeated over the K beams)."""
+    """The Captioner as a LogProbs; memory [B·K, Y·X, D]: row i·K + j is beam j of image i."""
     def log_probs(prefix, t):
         b, k, length = prefix.shape
-        mem = jnp.repeat(memory, k, axis=0)  # row i·K + j: beam j of image i
-        logits = model.apply({"params": params}, mem, prefix.reshape(b * k, length),
+        logits = model.apply({"params": params}, memory, prefix.reshape(b * k, length),
                              method=Captioner.decode_tokens)
         logits = jax.lax.dynamic_index_in_dim(logits, t, axis=1, keepdims=False)
         logits = logits[:, :model.spec.vocab_size].astype(jnp.float32)
@@ -131,6 +130,7 @@ def _compiled(model, search: str, bos_id: int, eos_id: int, pad_id: int, max_len
     """One jitted program per (model, search, ids, max_len, beam): images -> captions."""
     def run(params, images, alpha):
         memory = model.apply({"params": params}, images, method=Captioner.encode_images)
+        memory = jnp.repeat(memory, beam_size, axis=0)  # once, not at every step
         log_probs = _model_log_probs(model, params, memory, bos_id, pad_id)
         kw = dict(bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, max_len=max_len)
         if search == "greedy":
