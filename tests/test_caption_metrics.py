@@ -124,7 +124,7 @@ def test_constant_baselines_by_hand():
                                    "shape": 0.0, "object_recall": 1 / 4,
                                    "held_out_recall": 0.0, "images": 3}
     # Chosen on validation: {H}; per attribute {small}, {red}, {triangle}.
-    assert got["validation_oracle"] == {"exact_match": 2 / 3, "size": 1.0, "colour": 1.0,
+    assert got["oracle"] == {"exact_match": 2 / 3, "size": 1.0, "colour": 1.0,
                                         "shape": 2 / 3, "object_recall": 3 / 4,
                                         "held_out_recall": 1.0, "images": 3}
 

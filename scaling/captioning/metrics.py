@@ -199,12 +199,12 @@ def score_constants(constants: dict, truth: Sequence[set[Obj]]) -> dict:
 
 
 def constant_baselines(train: Sequence[set[Obj]], validation: Sequence[set[Obj]]) -> dict:
-    """The image-independent baselines, scored on validation.
+    """The image-independent baselines, scored on `validation` (the images being scored).
 
     'train_choice': the constants chosen on train (what a model that ignores the image would
     learn). Train never shows a held-out pair, so its exact-match and held-out recall on
-    validation are 0 by construction. 'validation_oracle': the constants chosen on validation
-    itself, the best any image-independent prediction can score there: the honest bar.
+    validation are 0 by construction. 'oracle': the constants chosen on the scored images
+    themselves, the best any image-independent prediction can score there: the honest bar.
     """
     return {"train_choice": score_constants(best_constants(train), validation),
-            "validation_oracle": score_constants(best_constants(validation), validation)}
+            "oracle": score_constants(best_constants(validation), validation)}
