@@ -32,6 +32,7 @@ setup(
                  # the reference models of tests/test_hf.py (CPU wheels are enough)
                  "torch>=2.13,<2.14", "transformers>=5.20,<6",
                  "scikit-learn>=1.5,<2",   # reference metrics in tests/test_task_metrics.py
+                 "nltk>=3.10,<4",          # reference BLEU in tests/test_caption_metrics.py
                  "wandb>=0.31,<0.32",      # tests/test_tracking.py reads an offline W&B run
                  # a fake GCS bucket for tests/test_storage.py
                  "gcsfs>=2026.9,<2027", "gcp-storage-emulator>=2026.7,<2027"],

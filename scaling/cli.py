@@ -13,6 +13,7 @@ COMMANDS = {
     "params": "parameter counts of the size table, from the real model definitions",
     "compile": "ahead-of-time compile a train step for a target mesh; memory and FLOPs",
     "sample": "generate text from a trained decoder",
+    "caption": "caption images with a captioning run; BLEU-4 and exact-match on a split",
     "report": "one row per run: params, loss, throughput, MFU, memory",
     "plot": "loss and throughput curves of runs",
     "sweep": "train a family of model sizes for a token or FLOP budget",
@@ -36,7 +37,7 @@ def _usage() -> str:
 
 # Commands that run train or sample steps restart once with malloc tunables that keep XLA
 # CPU's per-step buffers for reuse (scaling/runtime/host_malloc.py decides when: CPU hosts).
-STEP_COMMANDS = ("train", "sweep", "sample")
+STEP_COMMANDS = ("train", "sweep", "sample", "caption")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,3 +160,22 @@ def test_captioning_family_builds_and_counts_parameters(image_attention):
     logits = jax.eval_shape(lambda b: build_model(spec).init_with_output(
         jax.random.PRNGKey(0), b)[0], batch)
     assert logits.shape == (2, T, spec.padded_vocab_size)
+
+
+@pytest.mark.parametrize("image_attention", [False, True])
+def test_encode_then_decode_equals_the_whole_model(image_attention):
+    """Decoding encodes the images once (encode_images) and reruns only decode_tokens."""
+    model = _model(image_attention)
+    batch = tiny_batch()
+    variables = _perturb_gamma(model.init(jax.random.PRNGKey(0), _inputs(batch)))
+    want = jax.jit(model.apply)(variables, _inputs(batch))
+    memory = jax.jit(lambda v, x: model.apply(v, x, method=Captioner.encode_images))(
+        variables, batch["images"])
+    assert memory.shape == (B, 36, 32)
+    got = jax.jit(lambda v, m, t: model.apply(v, m, t, method=Captioner.decode_tokens))(
+        variables, memory, batch["decoder_inputs"])
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
+    # Another image's memory changes the logits: decode_tokens really reads `memory`.
+    other = jax.jit(lambda v, m, t: model.apply(v, m, t, method=Captioner.decode_tokens))(
+        variables, memory[::-1], batch["decoder_inputs"])
+    assert np.abs(np.asarray(other - want)).max() > 1e-4

@@ -41,16 +41,43 @@ class Captioner(nn.Module):
     image_attention: bool = False
 
     @nn.compact
-    def __call__(self, batch, train: bool = False):
+    def __call__(self, batch, train: bool = False, stage: str = "both"):
+        """Runs the whole model, or one half of it for decoding (see encode_images).
+
+        stage "both" (training): batch['images'], batch['decoder_inputs'] -> logits;
+        "encode": batch['images'] -> memory [B, Y·X, D];
+        "decode": batch['memory'], batch['decoder_inputs'] -> logits [B, T, V_pad].
+        The halves live in this one compact method so parameter names are the same in all
+        three (Linen allows one compact method per module).
+        """
+        if stage not in ("both", "encode", "decode"):
+            raise ValueError(f"Captioner stage={stage!r}: use 'both', 'encode' or 'decode'")
         s = self.spec
-        images, tgt = batch["images"], batch["decoder_inputs"]
-        grid = ConvBackbone(self.widths, self.depths, self.groups, s.compute_dtype,
-                            name="backbone")(images)  # [B, Y, X, C]
-        if self.image_attention:
-            grid, _ = SelfAttention2d(dtype=s.compute_dtype, name="image_attention")(grid)
-        grid = Dense(s.width, ("conv_in", "embed"), dtype=s.compute_dtype, kernels=s.kernels,
-                     name="image_proj")(grid)  # [B, Y, X, D]
-        x = grid_to_sequence(grid)  # [B, Y·X, D]: every cell is a token, none is padding
-        x = encode(s, x, None, not train)
+        if stage == "decode":
+            memory = batch["memory"]
+        else:
+            images = batch["images"]
+            grid = ConvBackbone(self.widths, self.depths, self.groups, s.compute_dtype,
+                                name="backbone")(images)  # [B, Y, X, C]
+            if self.image_attention:
+                grid, _ = SelfAttention2d(dtype=s.compute_dtype, name="image_attention")(grid)
+            grid = Dense(s.width, ("conv_in", "embed"), dtype=s.compute_dtype,
+                         kernels=s.kernels, name="image_proj")(grid)  # [B, Y, X, D]
+            x = grid_to_sequence(grid)  # [B, Y·X, D]: every cell is a token, none is padding
+            memory = encode(s, x, None, not train)
+            if stage == "encode":
+                return memory
         embed = Embeddings(s, name="embed")  # the caption's embedding and output projection
-        return decode(s, embed, tgt, x, None, not train)
+        return decode(s, embed, batch["decoder_inputs"], memory, None, not train)
+
+    def encode_images(self, images, train: bool = False):
+        """images [B, height, width, 3] -> memory [B, Y·X, D], the decoder's image tokens.
+
+        With decode_tokens, a caption is decoded with the images encoded once:
+        `model.apply(variables, images, method=Captioner.encode_images)`.
+        """
+        return self({"images": images}, train, stage="encode")
+
+    def decode_tokens(self, memory, decoder_inputs, train: bool = False):
+        """memory [B, Y·X, D] (encode_images), decoder_inputs [B, T] -> logits [B, T, V_pad]."""
+        return self({"memory": memory, "decoder_inputs": decoder_inputs}, train, stage="decode")
