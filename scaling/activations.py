@@ -18,7 +18,8 @@ import functools
 
 # The objective that defines each family's inputs (scaling.batch_spec.FAMILY_OBJECTIVES).
 _FAMILY_OBJECTIVE = {"decoder": "causal_lm", "encoder": "mlm",
-                     "encoder_decoder": "span_corruption", "xlnet": "permutation_lm"}
+                     "encoder_decoder": "span_corruption", "xlnet": "permutation_lm",
+                     "captioning": "captioning"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,7 @@ def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: i
 
     model = build_model(spec)
     batch = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype)
-             in batch_spec(objective, rows, seq_len, target_len).items()}
+             in batch_spec(objective, rows, seq_len, target_len, spec.image_size).items()}
     init_batch = example_batch(spec, 1, seq_len, target_len or None, abstract=True)
     params = jax.eval_shape(lambda b: model.init(jax.random.PRNGKey(0), b)["params"],
                             init_batch)

@@ -108,7 +108,8 @@ def _lower_and_compile(config, mesh_sizes: dict[str, int]):
     layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh)
     batch = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sh) for k, (shape, dtype)
-             in batch_spec(config.data.objective, batch_size, seq_len, target_len).items()}
+             in batch_spec(config.data.objective, batch_size, seq_len, target_len,
+                        spec.image_size).items()}
     # The state is donated as `scaling train` does on the accelerators this sizes a job for.
     step = compile_step(model, tx, schedule, config.train, layout, mesh, rules, batch,
                         donate=True)
