@@ -54,7 +54,9 @@ def validate_data_config(config) -> None:
         raise ValueError(f"train.batch_size: {config.train.batch_size} is not divisible by "
                          f"train.micro_batches={config.train.micro_batches}")
     if d.objective == "captioning" or d.dataset == "shapes":
-        if d.objective != "captioning" or d.dataset == sources.BUILTIN:
+        text_only = (d.dataset in (sources.BUILTIN, sources.FILES)
+                     or d.dataset.startswith(sources.PREPARED))
+        if d.objective != "captioning" or text_only:
             raise ValueError(f"data.objective: the captioning datasets (data.dataset='shapes' "
                              f"or a TFDS image+caption set) need objective 'captioning'; got "
                              f"dataset={d.dataset!r}, objective={d.objective!r}")
