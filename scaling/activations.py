@@ -95,14 +95,15 @@ def residuals(spec, objective: str, rows: int, seq_len: int, target_len: int = 0
     spec = dataclasses.replace(spec, scan_layers=False, remat=remat or spec.remat,
                                kernels="reference", attention_impl="xla")
     depth = {}
+    two_stacks = spec.family in ("encoder_decoder", "captioning")
     for layers in (1, 2):
         shallow = dataclasses.replace(
             spec, num_layers=layers,
-            num_decoder_layers=layers if spec.family == "encoder_decoder" else 0)
+            num_decoder_layers=layers if two_stacks else 0)
         depth[layers] = _residual_bytes(shallow, objective, max(int(rows), 1), seq_len,
                                         target_len, tensor)
     per_pair = depth[2][0] - depth[1][0]
     largest = depth[1][1]
-    if spec.family == "encoder_decoder":       # one encoder + one decoder layer per step
+    if two_stacks:       # one encoder + one decoder layer per step
         return Residuals(per_pair / 2, depth[1][0] - per_pair, largest)
     return Residuals(per_pair, depth[1][0] - per_pair, largest)

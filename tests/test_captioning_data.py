@@ -216,7 +216,10 @@ def test_compile_sizes_a_captioning_step(capsys):
     from scaling.commands import compile as compile_cmd
     argv = ["--config", "experiments/captioning.py:tiny", "--mesh", "data=1", "--json",
             "--config.model.width=32", "--config.model.num_heads=2", "--config.model.mlp_dim=64",
-            "--config.train.batch_size=4"]
+            "--config.model.num_layers=1", "--config.model.num_decoder_layers=1",
+            "--config.model.scan_layers=False", "--config.model.image_size=16",
+            "--config.model.backbone_widths=(8,16)", "--config.model.backbone_depths=(1,1)",
+            "--config.model.backbone_groups=4", "--config.train.batch_size=4"]
     assert compile_cmd.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["memory_per_device"]["peak"] > 0

@@ -157,8 +157,8 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     peak = arguments + outputs - aliased + temporaries
 
     xla_flops, flops_method = _xla_flops(compiled), "one compile, layers unrolled"
-    layers = max(spec.num_layers, spec.decoder_layers if spec.family == "encoder_decoder"
-                 else 0)
+    two_stacks = spec.family in ("encoder_decoder", "captioning")
+    layers = max(spec.num_layers, spec.decoder_layers if two_stacks else 0)
     micro = config.train.micro_batches
     if (spec.scan_layers and layers > 1) or micro > 1:
         # XLA's cost analysis counts a loop's body once, not once per trip: neither the
@@ -171,7 +171,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
             variant.model.scan_layers = False
             variant.model.num_layers = depth
             variant.train.update(batch_size=batch_size // micro, micro_batches=1)
-            if spec.family == "encoder_decoder":
+            if two_stacks:
                 variant.model.num_decoder_layers = depth
             flops.append(_xla_flops(_lower_and_compile(variant, mesh_sizes)[0].fn))
         xla_flops = micro * (flops[0] + (layers - 1) * (flops[1] - flops[0]))
