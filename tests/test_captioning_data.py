@@ -236,3 +236,16 @@ def test_params_counts_the_captioning_variants(capsys):
         spec = model_spec(load(f"experiments/captioning.py:{key.split(':')[1]}"))
         assert row["params"] == count_params(spec).backbone > 0
     assert rows["captioning:base"]["layers_text"] == "12 (6+6)"
+
+
+def test_other_tokenizers_read_the_captions(data_dir):
+    """The byte tokenizer on the same records: validation targets spell the first caption."""
+    config = micro_config(data_dir, tokenizer="byte", target_len=128, seq_len=128)
+    config.model.max_len = 128
+    train.validate(config)  # the grammar's longest caption in bytes fits 128
+    batch = next(make_pipeline(config, "validation"))
+    tok = make_tokenizer(config.data)
+    for row in range(2):
+        caption = shapes.make_example(0, "validation", row, S)["captions"][0]
+        assert tok.decode(batch["targets"][row]) == caption
+        assert batch["weights"][row].sum() == len(caption.encode()) + 1
