@@ -6,6 +6,8 @@
 
 Variants: `tiny` is the whole sweep (what `scaling sweep` takes); `tiny.K` is its K-th member
 (0-based) as an ordinary single-run train config, which is what `scaling sweep --emit` prints.
+`captioning` sweeps the captioner (experiments/captioning.py:tiny on the shapes set) over
+five Transformer sizes with the same image front end.
 `isoflop` is an iso-FLOP grid (Hoffmann et al. 2022, approach 2): 3 compute budgets x 4 sizes.
 
 Shapes. The size table's GPT-2 rows have width/layers = 64 (small, 768/12), 43 (medium,
@@ -57,6 +59,9 @@ from scaling.config import base_config
 # (layers, width, heads) of each member, smallest first; see the table above.
 SIZES = {
     "tiny": ((1, 48, 3), (2, 64, 4), (2, 96, 6), (3, 128, 8), (4, 160, 10)),
+    # Captioners on the built-in shapes set (experiments/captioning.py:tiny's data, image
+    # front end and training fields): L encoder and L decoder layers of width D.
+    "captioning": ((1, 32, 2), (1, 64, 4), (2, 64, 4), (2, 96, 6), (2, 128, 8)),
 }
 
 # Iso-FLOP grids: {compute budget C = 6·N·D: its sizes, smallest first}. Each budget's sizes
@@ -76,12 +81,18 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     if variant not in SIZES and variant not in GRIDS:
         raise ValueError(f"experiments/sweep.py: unknown sweep {variant!r}; choose one of: "
                          f"{', '.join([*SIZES, *GRIDS])} (or {variant}.K for its K-th member)")
-    c = base_config()
-    c.model.update(FAMILY)
-    c.model.update(vocab_size=0, max_len=128)          # byte vocabulary of the built-in corpus
-    c.data.update(objective="causal_lm", seq_len=128)
-    c.train.update(batch_size=16, log_every=20, eval_steps=4)
-    c.optim.update(lr=2e-3, warmup_steps=20, decay="cosine")
+    if variant == "captioning":  # the tiny captioner's data and front end; sizes vary
+        from experiments import captioning  # noqa: PLC0415
+        c = captioning.get_config("tiny")
+        c.model.num_decoder_layers = 0    # as many decoder layers as encoder layers (L)
+        c.train.update(log_every=20)
+    else:
+        c = base_config()
+        c.model.update(FAMILY)
+        c.model.update(vocab_size=0, max_len=128)      # byte vocabulary of the built-in corpus
+        c.data.update(objective="causal_lm", seq_len=128)
+        c.train.update(batch_size=16, log_every=20, eval_steps=4)
+        c.optim.update(lr=2e-3, warmup_steps=20, decay="cosine")
     c.metrics.tensorboard = False
     c.checkpoint.keep = 1
 
@@ -91,7 +102,9 @@ def sweep_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.sweep.sizes = ";".join(",".join(map(str, s)) for s in SIZES.get(variant, SIZES["tiny"]))
     c.sweep.mlp_ratio = 4          # mlp_dim = mlp_ratio * width (GPT-2)
     c.sweep.budget = "tokens"      # tokens: same D for every member | flops: same C = 6·N·D
-    c.sweep.tokens = 800_000       # budget='tokens': tokens per member
+    c.sweep.tokens = 800_000       # budget='tokens': tokens per member (captioning: caption
+    if variant == "captioning":    #   positions, 32 x 24 per step)
+        c.sweep.tokens = 400_000
     c.sweep.flops = 2.0e12         # budget='flops': C per member (6·N·D, N non-embedding)
     if variant in GRIDS:           # several budgets: "C1;C2;..." (a string field then)
         del c.sweep["flops"]

@@ -18,7 +18,8 @@ import functools
 
 # The objective that defines each family's inputs (scaling.batch_spec.FAMILY_OBJECTIVES).
 _FAMILY_OBJECTIVE = {"decoder": "causal_lm", "encoder": "mlm",
-                     "encoder_decoder": "span_corruption", "xlnet": "permutation_lm"}
+                     "encoder_decoder": "span_corruption", "xlnet": "permutation_lm",
+                     "captioning": "captioning"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,7 @@ def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: i
 
     model = build_model(spec)
     batch = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype)
-             in batch_spec(objective, rows, seq_len, target_len).items()}
+             in batch_spec(objective, rows, seq_len, target_len, spec.image_size).items()}
     init_batch = example_batch(spec, 1, seq_len, target_len or None, abstract=True)
     params = jax.eval_shape(lambda b: model.init(jax.random.PRNGKey(0), b)["params"],
                             init_batch)
@@ -94,14 +95,15 @@ def residuals(spec, objective: str, rows: int, seq_len: int, target_len: int = 0
     spec = dataclasses.replace(spec, scan_layers=False, remat=remat or spec.remat,
                                kernels="reference", attention_impl="xla")
     depth = {}
+    two_stacks = spec.family in ("encoder_decoder", "captioning")
     for layers in (1, 2):
         shallow = dataclasses.replace(
             spec, num_layers=layers,
-            num_decoder_layers=layers if spec.family == "encoder_decoder" else 0)
+            num_decoder_layers=layers if two_stacks else 0)
         depth[layers] = _residual_bytes(shallow, objective, max(int(rows), 1), seq_len,
                                         target_len, tensor)
     per_pair = depth[2][0] - depth[1][0]
     largest = depth[1][1]
-    if spec.family == "encoder_decoder":       # one encoder + one decoder layer per step
+    if two_stacks:       # one encoder + one decoder layer per step
         return Residuals(per_pair / 2, depth[1][0] - per_pair, largest)
     return Residuals(per_pair, depth[1][0] - per_pair, largest)

@@ -42,11 +42,11 @@ def base_config() -> ml_collections.ConfigDict:
                                         #   prepare once before a multi-host run
     c.data.text_key = "text"            # TFDS feature holding text (or source for translation)
     c.data.target_key = ""              # translation datasets: target language key
-    c.data.tokenizer = "byte"           # byte | sentencepiece
+    c.data.tokenizer = "byte"           # byte | sentencepiece | words (captions) | ...
     c.data.sp_vocab_size = 1024         # sentencepiece vocabulary size
     c.data.objective = "causal_lm"      # causal_lm | mlm | span_corruption | translation |
-                                        #   permutation_lm | task (labelled examples of
-                                        #   task.*; fine-tuning)
+                                        #   permutation_lm | captioning | task (labelled
+                                        #   examples of task.*; fine-tuning)
     c.data.seq_len = 128                # T (encoder_decoder: source length)
     c.data.target_len = 0               # encoder_decoder: target length (0 = seq_len)
     c.data.mask_rate = 0.15             # mlm: fraction of tokens selected
@@ -58,6 +58,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_fraction = 0.02         # builtin, files: fraction of documents held out
     c.data.corpus_exclude = ""          # builtin: comma-separated globs of files the corpus
                                         #   leaves out (e.g. a task's held-out files)
+    # Captioning (data.objective = "captioning"; scaling/data/captions.py, images.py):
+    # data.dataset = "shapes" (the built-in set) or a TFDS image+caption dataset.
+    c.data.image_key = "image"          # TFDS feature holding the image
+    c.data.caption_key = "captions"     # ... the caption(s); "a/b" for a nested feature
+                                        #   ("captions/text" for coco_captions)
+    c.data.image_mean = (0.485, 0.456, 0.406)  # per channel, of pixels scaled to [0, 1]
+    c.data.image_std = (0.229, 0.224, 0.225)   #   (ImageNet's); x -> (x - mean) / std
+    c.data.augment = "none"             # none | crop (shift by up to 3 px + brightness
+                                        #   jitter; never a flip: captions say left/right)
+    c.data.shapes_seed = 0              # shapes: the seed the whole set is drawn from
+    c.data.shapes_num_train = 20000     # shapes: images per split (rendered at
+    c.data.shapes_num_validation = 1000  #   model.image_size, prepared once in data_dir)
+    c.data.words_min_count = 1          # tokenizer=words: keep words seen this often
     c.data.shuffle = True
     c.data.worker_count = 0             # grain worker processes (0 = in-process)
     # Added by the data pipeline (scaling/data):

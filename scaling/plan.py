@@ -109,7 +109,8 @@ def memory_per_device(params: int, spec, mesh: dict[str, int], batch_size: int,
     shard = mesh["fsdp"] * mesh["tensor"]
     micro = max(micro_batches, 1)
     rows = batch_size / (mesh["data"] * mesh["fsdp"]) / micro
-    layers = spec.num_layers + (spec.decoder_layers if spec.family == "encoder_decoder" else 0)
+    two_stacks = spec.family in ("encoder_decoder", "captioning")
+    layers = spec.num_layers + (spec.decoder_layers if two_stacks else 0)
     t = mesh["tensor"]
     trace = dict(objective=objective, rows=rows, seq_len=seq_len, target_len=target_len,
                  tensor=t)

@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scaling.mesh import BATCH_AXES, MESH_AXES, mesh_shape
 from scaling.nn.logical import LOGICAL_AXES, fit_spec
-from scaling.train_state import TrainState, make_init_fn
+from scaling.train_state import TrainState, make_init_fn, traceable_batch
 
 # Logical name -> mesh axis (or axes, or None = replicated). Flax assigns each mesh axis at
 # most once per array, so `embed -> fsdp` does not clash with `batch -> (data, fsdp)` on
@@ -203,7 +203,8 @@ def train_state_layout(model, tx, init_batch, rng, mesh, rules) -> StateLayout:
     """
     init_fn = make_init_fn(model, tx, init_batch)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        boxed = jax.eval_shape(lambda r: model.init(r, init_batch)["params"], rng)
+        boxed = jax.eval_shape(lambda r: model.init(r, traceable_batch(init_batch))["params"],
+                               rng)
         specs, fallbacks = param_specs(boxed, mesh, rules)
         params_sh = jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
                                  is_leaf=lambda x: isinstance(x, P))

@@ -124,10 +124,32 @@ class ModelSpec:
                              f"got {self.width}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout: must be in [0, 1), got {self.dropout!r}")
+        if self.family == "captioning":
+            self._check_image_front_end()
         if (self.positions == "relative") != (self.family == "xlnet"):
             raise ValueError("model.positions: 'relative' is used by (and only by) the xlnet "
                              f"family; got positions={self.positions!r} for family="
                              f"{self.family!r}")
+
+    def _check_image_front_end(self) -> None:
+        """Captioning: the backbone builds, and the image is no smaller than its stride."""
+        widths, depths, groups = self.backbone_widths, self.backbone_depths, self.backbone_groups
+        if not widths or len(widths) != len(depths):
+            raise ValueError(f"model.backbone_depths: needs one entry per stage of "
+                             f"model.backbone_widths={widths}, got {depths}")
+        if min(widths) < 1 or min(depths) < 1:
+            raise ValueError(f"model.backbone_widths/backbone_depths: every stage needs >= 1 "
+                             f"channel and >= 1 block, got {widths}, {depths}")
+        if groups < 1 or any(w % groups for w in widths):
+            raise ValueError(f"model.backbone_groups: {groups} does not divide every width of "
+                             f"model.backbone_widths={widths}; choose widths that are "
+                             "multiples of it")
+        stride = 2 ** (len(widths) - 1)
+        if self.image_size < stride:
+            raise ValueError(f"model.image_size: {self.image_size} is smaller than the "
+                             f"backbone's total stride {stride} ({len(widths)} stages in "
+                             f"model.backbone_widths); use images of at least {stride} px or "
+                             "fewer stages")
 
     @classmethod
     def from_config(cls, model_cfg) -> "ModelSpec":
@@ -176,7 +198,7 @@ class ModelSpec:
         d, f = self.width, self.mlp_dim
         attn = 4 * d * d
         mlp = 2 * d * f
-        if self.family == "encoder_decoder":
+        if self.family in ("encoder_decoder", "captioning"):
             enc = self.num_layers * (attn + mlp)
             dec = self.decoder_layers * (2 * attn + mlp)
             return enc + dec + self.padded_vocab_size * d
@@ -199,20 +221,28 @@ class ModelSpec:
         convention="kaplan": 6·N·tokens + 6·L·T²·d (Kaplan et al. 2020, eq. 2.2 counts the
           attention context term as 2·L·T·d forward per token).
         An encoder-decoder counts the encoder on S source tokens, the decoder on T target
-        tokens, and cross-attention as T·S per decoder layer. MLM counts logits at every
+        tokens, and cross-attention as T·S per decoder layer. Captioning counts the same
+        with S = the image tokens, plus 3x image_front_end_flops (backbone, SAGAN, the
+        projection to width D) per example. MLM counts logits at every
         position because the model computes them there.
         """
         attn_coeff = {"palm": 12, "kaplan": 6}[convention]
         d = self.width
         n = self.matmul_params()
-        if self.family == "encoder_decoder":
+        if self.family in ("encoder_decoder", "captioning"):
             s, t = seq_len, target_len or seq_len
+            image = 0.0
+            if self.family == "captioning":  # the encoder reads the image tokens
+                s = self.image_tokens
+                image = 3 * image_front_end_flops(
+                    self.image_size, self.backbone_widths, self.backbone_depths,
+                    self.image_attention, d)
             enc_n = self.num_layers * (4 * d * d + 2 * d * self.mlp_dim)
             dec_n = n - enc_n
             dense = 6 * (enc_n * s + dec_n * t)
             attn = attn_coeff * d * (self.num_layers * s * s
                                      + self.decoder_layers * (t * t + t * s))
-            return float(dense + attn)
+            return float(dense + attn + image)
         t = seq_len
         # xlnet: per stream, content scores [T, T] + position scores [T, 2T] + values [T, T]
         # are twice a standard layer's, and there are two streams: 4x.
@@ -220,12 +250,55 @@ class ModelSpec:
         return float(6 * n * t + attn_coeff * layers_t2 * d)
 
     def tokens_per_sequence(self, seq_len: int, target_len: int = 0) -> int:
+        """Tokens one example counts for throughput; captioning: the caption's T only (the
+        image's cost is spread over them by flops_per_token)."""
         if self.family == "encoder_decoder":
             return seq_len + (target_len or seq_len)
+        if self.family == "captioning":
+            return target_len or seq_len
         return seq_len
+
+    @property
+    def image_tokens(self) -> int:
+        """Captioning: Y·X, the backbone's feature grid cells the encoder reads."""
+        side = self.image_size
+        for _ in range(len(self.backbone_widths) - 1):
+            side = -(-side // 2)
+        return side * side
 
     def flops_per_token(self, seq_len: int, target_len: int = 0,
                         convention: str = "palm") -> float:
         """Training FLOPs per token processed (see train_flops_per_sequence)."""
         return (self.train_flops_per_sequence(seq_len, target_len, convention)
                 / self.tokens_per_sequence(seq_len, target_len))
+
+
+def image_front_end_flops(image_size: int, widths, depths, image_attention: bool,
+                          width: int) -> float:
+    """Forward FLOPs (2 per multiply-add) of the captioner's image front end on one image.
+
+    The ConvBackbone (scaling.nn.vision_layers: a 3x3 stem to widths[0], then per stage
+    basic blocks of two 3x3 convolutions, the first block of every later stage with stride
+    2, and a 1x1 shortcut projection where a block changes the grid or the channels), the
+    optional SAGAN module (1x1 q, k to C/8, v and out C x C; scores and values over the
+    Y·X cells) and the 1x1 projection to the model width. Norms and ReLUs are not counted.
+    """
+    def conv(side, window, c_in, c_out):
+        return 2 * side * side * window * window * c_in * c_out
+
+    side, c = image_size, 3
+    flops = conv(side, 3, c, widths[0])
+    c = widths[0]
+    for stage, (w, depth) in enumerate(zip(widths, depths)):
+        for block in range(depth):
+            stride = 2 if stage > 0 and block == 0 else 1
+            side = -(-side // stride)
+            flops += conv(side, 3, c, w) + conv(side, 3, w, w)
+            if stride != 1 or c != w:
+                flops += conv(side, 1, c, w)
+            c = w
+    cells = side * side
+    if image_attention:
+        e = max(c // 8, 1)
+        flops += 2 * cells * (2 * c * e + 2 * c * c) + 2 * cells * cells * (e + c)
+    return float(flops + 2 * cells * c * width)

@@ -53,7 +53,13 @@ def validate(config, data_checks: bool = True) -> ModelSpec:
     if d.objective != "task" and d.objective not in FAMILY_OBJECTIVES[spec.family]:
         raise ValueError(f"data.objective: {d.objective!r} does not train a {spec.family} "
                          f"model; use one of {', '.join(FAMILY_OBJECTIVES[spec.family])}")
-    longest = max(d.seq_len, d.target_len)
+    if spec.family == "captioning":  # the decoder reads the caption; the image has no table
+        caption_len = d.target_len or d.seq_len
+        if spec.positions == "learned" and caption_len > spec.max_positions:
+            raise ValueError(f"data.target_len: captions of {caption_len} tokens are longer "
+                             f"than the decoder's {spec.max_positions} learned positions; raise "
+                             "model.max_len or lower data.target_len")
+    longest = max(d.seq_len, d.target_len) if spec.family != "captioning" else 0
     if spec.positions == "learned" and longest > spec.max_positions:
         offset = (f" after model.position_offset={spec.position_offset}"
                   if spec.position_offset else "")

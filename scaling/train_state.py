@@ -17,6 +17,14 @@ class TrainState:
     rng: jax.Array        # base key; step keys are fold_in(rng, step)
 
 
+def traceable_batch(batch):
+    """The batch with every ShapeDtypeStruct as zeros of its shape, for use inside a traced
+    function (eval_shape, jit): nothing is allocated there, and modules that call array
+    methods on their inputs (the captioner's convolutions: .astype) can trace it."""
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype)
+                        if isinstance(x, jax.ShapeDtypeStruct) else x, batch)
+
+
 def make_init_fn(model, tx, init_batch):
     """`init(rng) -> TrainState`: fresh parameters, optimizer state, step 0.
 
@@ -25,7 +33,7 @@ def make_init_fn(model, tx, init_batch):
     """
     def init(rng):
         init_rng, state_rng = jax.random.split(rng)
-        params = nn.unbox(model.init(init_rng, init_batch)["params"])
+        params = nn.unbox(model.init(init_rng, traceable_batch(init_batch))["params"])
         return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                           opt_state=tx.init(params), rng=state_rng)
     return init

@@ -247,7 +247,7 @@ def test_unigram_entropy_matches_a_direct_count(config):
     ("data.corpus", "/no/such/dir/*.txt", "data.corpus: no text files match '/no/such/dir/*.txt'"),
     ("data.dataset", "no_such_dataset", "data.dataset: unknown dataset 'no_such_dataset'"),
     ("data.objective", "gan", "data.objective: unknown objective 'gan'"),
-    ("data.tokenizer", "words", "data.tokenizer: unknown tokenizer 'words'"),
+    ("data.tokenizer", "letters", "data.tokenizer: unknown tokenizer 'letters'"),
     ("data.seq_len", 0, "data.seq_len"),
     ("train.micro_batches", 3, "train.batch_size"),
 ])

@@ -108,7 +108,8 @@ def _lower_and_compile(config, mesh_sizes: dict[str, int]):
     layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh)
     batch = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sh) for k, (shape, dtype)
-             in batch_spec(config.data.objective, batch_size, seq_len, target_len).items()}
+             in batch_spec(config.data.objective, batch_size, seq_len, target_len,
+                        spec.image_size).items()}
     # The state is donated as `scaling train` does on the accelerators this sizes a job for.
     step = compile_step(model, tx, schedule, config.train, layout, mesh, rules, batch,
                         donate=True)
@@ -156,8 +157,8 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     peak = arguments + outputs - aliased + temporaries
 
     xla_flops, flops_method = _xla_flops(compiled), "one compile, layers unrolled"
-    layers = max(spec.num_layers, spec.decoder_layers if spec.family == "encoder_decoder"
-                 else 0)
+    two_stacks = spec.family in ("encoder_decoder", "captioning")
+    layers = max(spec.num_layers, spec.decoder_layers if two_stacks else 0)
     micro = config.train.micro_batches
     if (spec.scan_layers and layers > 1) or micro > 1:
         # XLA's cost analysis counts a loop's body once, not once per trip: neither the
@@ -170,7 +171,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
             variant.model.scan_layers = False
             variant.model.num_layers = depth
             variant.train.update(batch_size=batch_size // micro, micro_batches=1)
-            if spec.family == "encoder_decoder":
+            if two_stacks:
                 variant.model.num_decoder_layers = depth
             flops.append(_xla_flops(_lower_and_compile(variant, mesh_sizes)[0].fn))
         xla_flops = micro * (flops[0] + (layers - 1) * (flops[1] - flops[0]))

@@ -38,6 +38,26 @@ def count_row(row) -> dict:
                 diff_vs_published=counts.backbone - row.published)
 
 
+# Families with no size-table row (no published parameter count): their experiment
+# variants are counted the same way, listed with --all or when the family is named.
+UNPUBLISHED = {"captioning": ("tiny", "base", "large")}
+
+
+def count_variant(experiment: str, variant: str) -> dict:
+    """One experiment variant without a size-table row, counted from its config."""
+    spec = model_spec(load(f"{_experiments_dir()}/{experiment}.py:{variant}"))
+    counts = count_params(spec)
+    layers = spec.num_layers + (spec.decoder_layers if spec.family in
+                                ("encoder_decoder", "captioning") else 0)
+    text = (f"{layers} ({spec.num_layers}+{spec.decoder_layers})" if layers != spec.num_layers
+            else str(layers))
+    return dict(name=spec.name, key=f"{experiment}:{variant}", layers=layers,
+                layers_text=text, width=spec.width, heads=spec.num_heads, published=None,
+                exact=None, in_table=False, note="no published count", params=counts.backbone,
+                non_embedding_params=counts.non_embedding, head_params=counts.head,
+                status="ok", diff_vs_exact=None, diff_vs_published=None)
+
+
 def _experiments_dir() -> str:
     import experiments  # noqa: PLC0415
     return experiments.__path__[0]
@@ -52,7 +72,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
     args = parser.parse_args(argv)
 
-    known = sorted({r.experiment for r in ROWS})
+    known = sorted({r.experiment for r in ROWS} | set(UNPUBLISHED))
     for fam in args.families:
         if fam not in known:
             print(f"scaling params: unknown family {fam!r}; known: {', '.join(known)}",
@@ -61,6 +81,8 @@ def main(argv: list[str]) -> int:
     rows = [r for r in ROWS if (args.all or args.families or r.in_table)
             and (not args.families or r.experiment in args.families)]
     results = [count_row(row) for row in rows]
+    results += [count_variant(fam, variant) for fam, variants in UNPUBLISHED.items()
+                if args.all or fam in args.families for variant in variants]
 
     if args.json:
         print(json.dumps(results, indent=1))
@@ -76,8 +98,9 @@ def main(argv: list[str]) -> int:
             counted = f"{r['params']:,}"
             diff = "" if r["exact"] is None else f"{r['diff_vs_exact']:+,}"
         exact = "" if r["exact"] is None else f"{r['exact']:,}"
+        published = "-" if r["published"] is None else _human(r["published"])
         print(f"{r['name']:<18} {r['key']:<17} {r['layers_text']:>9} {r['width']:>6} "
-              f"{r['heads']:>5} {counted:>17} {_human(r['published']):>9} {exact:>14} "
+              f"{r['heads']:>5} {counted:>17} {published:>9} {exact:>14} "
               f"{diff:>6}")
     print("\nparams: the model as published (BERT/RoBERTa: with pooler, without the MLM "
           "head); diff: counted - exact.")

@@ -12,6 +12,10 @@
   packing.py     documents -> fixed-length token chunks
   objectives.py  chunk -> example: causal_lm, mlm, span_corruption, translation
   pipeline.py    grain: global order, host sharding, batching, prefetch, checkpointable state
+  shapes.py      the built-in captioning set: rendered shapes with generated captions
+  images.py      decode, resize, augment and normalise one image (captioning)
+  captions.py    (image, captions) records -> captioning examples; their checks
+  words.py       the word-level tokenizer (data.tokenizer=words) for captions
   stats.py       unigram entropy, the baseline a trained model must beat
   checks.py      validate_data_config: the cheap one-line checks of the data section
 

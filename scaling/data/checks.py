@@ -20,7 +20,7 @@ def validate_data_config(config) -> None:
     if d.objective not in (*objectives.OBJECTIVES, "task"):
         raise ValueError(f"data.objective: unknown objective {d.objective!r}; "
                          f"use one of {', '.join(objectives.OBJECTIVES)}, task")
-    if d.tokenizer not in ("byte", "sentencepiece"):
+    if d.tokenizer not in ("byte", "sentencepiece", "words"):
         _check_published_tokenizer(d)  # also raises the unknown-tokenizer error
     if d.seq_len <= 0 or (d.objective in ("mlm", "task") and d.seq_len < 3):
         raise ValueError(f"data.seq_len: must be positive (mlm, task: at least 3), "
@@ -53,7 +53,18 @@ def validate_data_config(config) -> None:
     if config.train.micro_batches <= 0 or config.train.batch_size % config.train.micro_batches:
         raise ValueError(f"train.batch_size: {config.train.batch_size} is not divisible by "
                          f"train.micro_batches={config.train.micro_batches}")
-    if d.objective == "task":  # labelled fine-tuning data (scaling.tasks checks the head)
+    if d.objective == "captioning" or d.dataset == "shapes":
+        text_only = (d.dataset in (sources.BUILTIN, sources.FILES)
+                     or d.dataset.startswith(sources.PREPARED))
+        if d.objective != "captioning" or text_only:
+            raise ValueError(f"data.objective: the captioning datasets (data.dataset='shapes' "
+                             f"or a TFDS image+caption set) need objective 'captioning'; got "
+                             f"dataset={d.dataset!r}, objective={d.objective!r}")
+        from scaling.data import captions
+        if d.dataset != captions.SHAPES:
+            sources.check_prepared(d)
+        captions.check_captioning_data(config, make_tokenizer(d))
+    elif d.objective == "task":  # labelled fine-tuning data (scaling.tasks checks the head)
         from scaling.tasks import registry
         registry.get(d.dataset)
         if d.dataset.startswith("glue/"):

@@ -221,6 +221,11 @@ def make_pipeline(config, split: str = "train", *, process_index: int = 0,
         chunks = task_data.open_task(config, split)
         maker = task_data.TaskExampleMaker(chunks, tokenizer, data_cfg.seq_len,
                                            config.model.family, config.task.kind)
+    elif data_cfg.objective == "captioning":  # (image, captions) records (captions.py)
+        from scaling.data import captions
+        chunks = captions.open_split(config, split)
+        maker = captions.CaptionExampleMaker(chunks, tokenizer, config, seed,
+                                             train=split == "train")
     else:
         chunks = make_chunks(data_cfg, split, tokenizer)
         maker = ExampleMaker(chunks, tokenizer, data_cfg, seed)

@@ -30,6 +30,9 @@ def unigram_entropy(config, split: str = "validation") -> float:
       split: 'train' or 'validation'.
     """
     data_cfg = config.data
+    if data_cfg.objective == "captioning":  # the caption tokens the loss is on
+        from scaling.data import captions
+        return captions.unigram_entropy(config, split)
     if data_cfg.dataset.startswith(sources.PREPARED):
         from scaling.data import prepared
         stream = prepared.token_stream(prepared.prepared_dir(data_cfg), split, _MAX_TOKENS)

@@ -3,6 +3,7 @@
   byte                          UTF-8 bytes, no files (the default)
   sentencepiece                 a SentencePiece model trained on the corpus, cached
   sentencepiece_model:<.model>  a published SentencePiece model (T5, XLNet, ALBERT, ...)
+  words                         lowercase words of the train captions (words.py), cached
   hf:, gpt2_bpe:, roberta_bpe:, wordpiece:, wordpiece_cased:   (hf_tokenizer.py)
 
 All share one interface so the objectives never care which is in use:
@@ -239,13 +240,16 @@ def make_tokenizer(data_cfg, *, texts: Sequence[str] | None = None):
     kind = data_cfg.tokenizer
     if kind == "byte":
         return ByteTokenizer()
+    if kind == "words":
+        from scaling.data import words  # noqa: PLC0415
+        return words.make_word_tokenizer(data_cfg)
     if hf_tokenizer.split_kind(kind) is not None:
         return hf_tokenizer.load(kind)
     if kind.startswith(SP_MODEL_PREFIX):
         return _pretrained_sentencepiece(os.path.expanduser(kind[len(SP_MODEL_PREFIX):]))
     if kind != "sentencepiece":
         raise ValueError(f"data.tokenizer: unknown tokenizer {kind!r}; use byte, "
-                         f"sentencepiece, {SP_MODEL_PREFIX}<file.model>, or "
+                         f"words, sentencepiece, {SP_MODEL_PREFIX}<file.model>, or "
                          f"{', '.join(k + ':<path>' for k in hf_tokenizer.KINDS)}")
     from scaling.data import sources  # local import: sources imports TFDS (slow)
 

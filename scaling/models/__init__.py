@@ -47,12 +47,7 @@ def example_batch(spec: ModelSpec, batch_size: int = 2, seq_len: int | None = No
     The keys are scaling.batch_spec.model_input_spec's; XLNet's ranks are the identity order.
     """
     t = seq_len or min(spec.max_positions, 128)
-    if spec.family == "captioning":  # images [B, size, size, 3] and the caption's ids
-        n = spec.image_size
-        shapes = {"images": ((batch_size, n, n, 3), jnp.float32),
-                  "decoder_inputs": ((batch_size, target_len or t), jnp.int32)}
-    else:
-        shapes = model_input_spec(spec.family, batch_size, t, target_len or 0)
+    shapes = model_input_spec(spec.family, batch_size, t, target_len or 0, spec.image_size)
     if abstract:
         return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in shapes.items()}
     batch = {k: jnp.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
