@@ -181,7 +181,9 @@ def step_shape(spec, params: list[Param], mesh: dict[str, int], batch_size: int,
                          f"not {spec.family!r}")
     ranks = mesh["data"] * mesh["fsdp"]
     vocab_parallel = any(not p.layers and "tensor" in _axes(p.spec) for p in params)
+    tokens = [p.path for p in params if p.path.endswith("tokens/embedding")]
+    tied = tokens[0] if spec.tie_embeddings and len(tokens) == 1 else ""
     return StepShape(rows_per_device=batch_size // micro_batches // ranks, seq_len=seq_len,
                      width=spec.width, blocks=spec.num_layers,
                      act_bytes=np.dtype(spec.dtype).itemsize, micro_batches=micro_batches,
-                     vocab_parallel=vocab_parallel)
+                     vocab_parallel=vocab_parallel, tied_embedding=tied)
