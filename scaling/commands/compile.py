@@ -137,7 +137,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     """
     import jax  # noqa: PLC0415
 
-    from scaling import collectives  # noqa: PLC0415
+    from scaling import collectives, comm_model  # noqa: PLC0415
     from scaling.hardware import DEVICES  # noqa: PLC0415
     from scaling.sizes import count_params  # noqa: PLC0415
 
@@ -183,6 +183,15 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
                         "and 2-layer compiles of one micro-batch")
     # Read the HLO of the real (scanned) step: its loops' trip counts multiply their bodies.
     comm = collectives.report(compiled.as_text(), mesh_sizes)
+    if spec.family in ("decoder", "encoder"):
+        # The analytic model beside it: textbook (reduce-scatter, Megatron's 2 backward
+        # all-reduces) and as XLA CPU emits it (scaling/comm_model.py says how they differ).
+        params = comm_model.params_from_tree(layout.abstract.params)
+        shape = comm_model.step_shape(spec, params, mesh_sizes, batch_size, seq_len,
+                                      config.train.micro_batches)
+        comm["model_by_axes"] = {
+            name: comm_model.totals(comm_model.expected(params, shape, mesh_sizes, cpu))
+            for name, cpu in (("textbook", False), ("xla_cpu", True))}
     tokens = spec.tokens_per_sequence(seq_len, target_len)
     analytic = spec.train_flops_per_sequence(seq_len, target_len) * batch_size / n
     counts = count_params(spec)
@@ -230,8 +239,7 @@ def _collective_lines(comm: dict | None, rows: int = 8) -> list[str]:
         m[0] += row["count"]
         m[1] += row["count"] * row["size_bytes"]
         m[2] += row["total_bytes"]
-    lines = ["  collectives per step, bytes each device sends (ring: all-reduce 2(n-1)/n S, "
-             "gather/scatter (n-1)/n S):",
+    lines = ["  collectives per step (bytes each device sends, ring algorithm):",
              f"    {'kind':<19}{'axes':<18}{'mean S':>11}{'runs':>7}{'sent':>12}"]
     ordered = sorted(merged.items(), key=lambda kv: -kv[1][2])
     for (kind, axes), (count, size, sent) in ordered[:rows]:
@@ -242,6 +250,11 @@ def _collective_lines(comm: dict | None, rows: int = 8) -> list[str]:
     per_axis = ", ".join(f"{a} {_gb(b)}" for a, b in sorted(
         comm["totals"]["by_axes"].items(), key=lambda kv: -kv[1]))
     lines.append(f"    per axes: {per_axis}; total {_gb(comm['totals']['total'])}")
+    if "model_by_axes" in comm:
+        model = comm["model_by_axes"]["textbook"]
+        lines.append("    analytic, textbook DP/ZeRO-3/Megatron: " + (", ".join(
+            f"{a} {_gb(b)}" for a, b in sorted(model.items(), key=lambda kv: -kv[1]))
+            or "none"))
     for loop in comm.get("loops_counted_once", []):
         lines.append(f"    note: while loop {loop} has no known trip count: counted once")
     return lines
