@@ -231,7 +231,8 @@ def _trip_count(instr: _Instr, comps) -> int | None:
 
 def computation_counts(comps, entry) -> tuple[dict[str, int], list[str], set[str]]:
     """How many times one run of `entry` runs each computation; the while loops of unknown
-    trip count (counted once); the computations reached through a loop body."""
+    trip count (counted once); the computations reached through a loop body. Every branch
+    of a conditional counts as taken (an upper bound)."""
     counts: dict[str, int] = defaultdict(int)
     unknown: list[str] = []
     looped: set[str] = set()
@@ -246,8 +247,10 @@ def computation_counts(comps, entry) -> tuple[dict[str, int], list[str], set[str
                 trips = _trip_count(instr, comps)
                 if trips is None:
                     unknown.append(instr.name)
+            if instr.opcode in ("async-update", "async-done"):
+                continue  # the async-start names the same computation: count it once
             for key, value in _CALLEES.findall(instr.attrs):
-                if key == "to_apply":
+                if key == "to_apply" and instr.opcode != "call":
                     continue  # reducers and mapped scalars: no collectives inside
                 for callee in re.findall(r"[\w.\-]+", value):
                     if callee in comps and callee not in stack:

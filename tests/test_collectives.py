@@ -102,6 +102,40 @@ def test_parser_on_a_hand_written_module():
     assert totals["by_kind"]["reduce-scatter"] == pytest.approx(16)
 
 
+ASYNC_HLO = """HloModule m
+
+%add (x: f32[], y: f32[]) -> f32[] {
+  %x = f32[] parameter(0)
+  %y = f32[] parameter(1)
+  ROOT %sum = f32[] add(%x, %y)
+}
+
+%wrapped (x: f32[4]) -> f32[8] {
+  %x = f32[4]{0} parameter(0)
+  ROOT %ag = f32[8]{0} all-gather(%x), replica_groups={{0,1},{2,3},{4,5},{6,7}}, dimensions={0}
+}
+
+%called (x: f32[4]) -> f32[4] {
+  %x = f32[4]{0} parameter(0)
+  ROOT %ar = f32[4]{0} all-reduce(%x), replica_groups={}, to_apply=%add
+}
+
+ENTRY %main (z: f32[4]) -> f32[4] {
+  %z = f32[4]{0} parameter(0)
+  %s = ((f32[4]{0}), f32[8]{0}) async-start(%z), calls=%wrapped
+  %d = f32[8]{0} async-done(%s), calls=%wrapped
+  ROOT %c = f32[4]{0} call(%z), to_apply=%called
+}
+"""
+
+
+def test_async_wrappers_and_calls_count_once():
+    found = {c.name: c for c in C.parse_collectives(ASYNC_HLO, MESH)}
+    assert {n: (c.kind, c.axes, c.size_bytes, c.count) for n, c in found.items()} == {
+        "ag": ("all-gather", ("tensor",), 32, 1),
+        "ar": ("all-reduce", ("data", "fsdp", "tensor"), 16, 1)}  # {} = all devices
+
+
 def test_explicit_iota_and_mesh_groups_agree():
     explicit = C.parse_replica_groups("replica_groups={{0,2},{4,6},{1,3},{5,7}}", 8)
     iota = C.parse_replica_groups("replica_groups=[4,2]<=[4,2]T(1,0)", 8)
