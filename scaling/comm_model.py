@@ -18,7 +18,7 @@ them (each parameter's PartitionSpec):
         tensor adds one forward all-reduce of the embeddings and one backward of the logits'
         input gradient (plus scalars per token for the softmax, not counted). BERT's MLM
         head transform, split like an MLP's first layer, adds a forward all-gather and a
-        backward all-reduce of the activations.
+        backward all-reduce of the activations. Full remat repeats the attention one.
 Sizes S follow scaling.collectives (the gathered / unscattered buffer), so both can be
 totalled with the same ring convention (collectives.wire_bytes).
 
@@ -28,7 +28,8 @@ the textbook model in two systematic ways:
     into a reduce-scatter, so the FSDP gradient is all-reduced whole (twice the ring bytes);
   - attention's backward reduces the input gradient of q, k and v separately (three
     all-reduces combined into one tuple, not one of their sum): 4 backward all-reduces per
-    block instead of 2.
+    block instead of 2;
+  - bfloat16 activations are all-reduced in float32.
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ class StepShape:
     vocab_parallel: bool = False  # the embedding's vocabulary rows split on tensor
     tied_embedding: str = ""      # path of an embedding also used as the output layer
     split_head_transform: bool = False  # BERT's MLM-head dense layer, its output on tensor
+    remat: str = "none"           # model.remat: "full" recomputes the forward's all-reduces
 
 
 def _axes(spec) -> list[str]:
@@ -137,11 +139,16 @@ def tensor_terms(shape: StepShape, mesh: dict[str, int], xla_cpu: bool = False) 
     n = mesh["tensor"]
     if n <= 1:
         return []
-    act = shape.rows_per_device * shape.seq_len * shape.width * shape.act_bytes
+    act_bytes = 4 if xla_cpu else shape.act_bytes  # XLA CPU reduces bf16 in f32
+    act = shape.rows_per_device * shape.seq_len * shape.width * act_bytes
     backward = 4 if xla_cpu else 2
     m = shape.micro_batches
-    terms = [Term("blocks forward", "all-reduce", ("tensor",), n, act, 2 * shape.blocks * m,
-                  True),
+    # Full remat runs each block's forward again in the backward pass, up to the MLP: the
+    # backward never reads the block's output, so that all-reduce is not redone ("dots"
+    # keeps the matmul outputs, so nothing is reduced twice).
+    forward = 3 if shape.remat == "full" else 2
+    terms = [Term("blocks forward", "all-reduce", ("tensor",), n, act,
+                  forward * shape.blocks * m, True),
              Term("blocks backward", "all-reduce", ("tensor",), n, act,
                   backward * shape.blocks * m, True)]
     if shape.split_head_transform:
@@ -205,6 +212,6 @@ def step_shape(spec, params: list[Param], mesh: dict[str, int], batch_size: int,
     return StepShape(rows_per_device=batch_size // micro_batches // ranks, seq_len=seq_len,
                      width=spec.width, blocks=spec.num_layers,
                      act_bytes=np.dtype(spec.dtype).itemsize, micro_batches=micro_batches,
-                     vocab_parallel=vocab_parallel, tied_embedding=tied,
+                     vocab_parallel=vocab_parallel, tied_embedding=tied, remat=spec.remat,
                      split_head_transform=any(p.path == "head/transform/kernel"
                                               and "tensor" in _axes(p.spec) for p in params))
