@@ -170,7 +170,7 @@ TINY = dict(num_layers=2, width=64, num_heads=8, mlp_dim=256, max_len=16, scan_l
 BATCH, SEQ = 16, 16
 
 
-def _compiled(experiment: str, mesh_text: str, micro_batches: int = 1):
+def _compiled(experiment: str, mesh_text: str, micro_batches: int = 1, **model):
     """(HLO collectives, expected terms for xla_cpu=True, for False, A) of experiment's train
     step on 8 fake devices; A = bytes of one activation of the global batch (B x T x D x 4)."""
     from scaling.commands.compile import _lower_and_compile
@@ -178,7 +178,7 @@ def _compiled(experiment: str, mesh_text: str, micro_batches: int = 1):
     from scaling.mesh import parse_mesh
 
     config = load(experiment)
-    config.model.update(TINY)
+    config.model.update(TINY, **model)
     config.data.seq_len = SEQ
     config.train.update(batch_size=BATCH, micro_batches=micro_batches)
     mesh = parse_mesh(mesh_text)
@@ -239,3 +239,15 @@ def test_micro_batches_multiply_gathers_and_gradient_reductions(mesh):
     once = M.totals([dataclasses.replace(t, count=t.count // 2) if "grad" in t.what else t
                      for t in terms])
     assert _close(hlo, once, tol)
+
+
+def test_full_remat_reduces_the_attention_output_again():
+    found, terms, _, _ = _compiled("experiments/gpt2.py:tiny", "tensor=8", remat="full")
+    hlo, model = C.totals(found, in_loop=True)["by_axes"], M.totals(terms, in_layers=True)
+    tol = 0.02 * sum(model.values())
+    assert not _close(hlo, model, tol), _close(hlo, model, tol)
+    # Without the recomputed all-reduce (or with both of the forward's) the model is off.
+    for forward in (2, 4):
+        blocks = [dataclasses.replace(t, count=forward * 2) if t.what == "blocks forward"
+                  else t for t in terms]
+        assert _close(hlo, M.totals(blocks, in_layers=True), tol)
