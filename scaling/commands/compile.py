@@ -4,7 +4,9 @@ Lowers and compiles the real train step (the one `scaling train` runs: same mode
 shardings and donation) for a mesh of that many fake CPU devices, from abstract shapes only:
 no parameter or optimizer memory is allocated. Prints per device what XLA's memory analysis
 reports (arguments, outputs, temporaries, and the peak they add up to), the FLOPs XLA counts
-for one step beside the analytic estimate, and whether the peak fits the named accelerator.
+for one step beside the analytic estimate, whether the peak fits the named accelerator, and
+the step's collectives from its HLO (scaling.collectives: kind, mesh axes, bytes per device,
+runs per step; JSON key "collectives").
 
     scaling compile --config experiments/gpt2.py:xl --device h100
     scaling compile --config experiments/megatron.py:8b3 --mesh data=8,tensor=8 --device h100 \\
@@ -103,7 +105,9 @@ def _lower_and_compile(config, mesh_sizes: dict[str, int]):
     model = build_model(spec)
     tx = make_optimizer(config.optim, config.train.steps)
     schedule = make_schedule(config.optim, config.train.steps)
-    init_batch = example_batch(spec, 1, seq_len, target_len or None, abstract=True)
+    # One row of zeros (not ShapeDtypeStructs): init closes over it, and the encoder's
+    # padding mask calls array methods on it.
+    init_batch = example_batch(spec, 1, seq_len, target_len or None)
     rng = jax.ShapeDtypeStruct((2,), jax.numpy.uint32)  # a PRNGKey's shape: nothing allocated
     layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh)
@@ -134,6 +138,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     """
     import jax  # noqa: PLC0415
 
+    from scaling import collectives, comm_model  # noqa: PLC0415
     from scaling.hardware import DEVICES  # noqa: PLC0415
     from scaling.sizes import count_params  # noqa: PLC0415
 
@@ -177,6 +182,20 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
         xla_flops = micro * (flops[0] + (layers - 1) * (flops[1] - flops[0]))
         flops_method = ("micro_batches x (F1 + (layers - 1) x (F2 - F1)) from unrolled 1- "
                         "and 2-layer compiles of one micro-batch")
+    # Read the HLO of the real (scanned) step: its loops' trip counts multiply their bodies.
+    try:
+        comm = collectives.report(compiled.as_text(), mesh_sizes)
+    except ValueError as e:  # an HLO form the parser does not read: keep the rest
+        comm = {"error": str(e).splitlines()[0], "table": []}
+    if spec.family in ("decoder", "encoder") and "error" not in comm:
+        # The analytic model beside it: textbook (reduce-scatter, Megatron's 2 backward
+        # all-reduces) and as XLA CPU emits it (scaling/comm_model.py says how they differ).
+        params = comm_model.params_from_tree(layout.abstract.params)
+        shape = comm_model.step_shape(spec, params, mesh_sizes, batch_size, seq_len,
+                                      config.train.micro_batches)
+        comm["model_by_axes"] = {
+            name: comm_model.totals(comm_model.expected(params, shape, mesh_sizes, cpu))
+            for name, cpu in (("textbook", False), ("xla_cpu", True))}
     tokens = spec.tokens_per_sequence(seq_len, target_len)
     analytic = spec.train_flops_per_sequence(seq_len, target_len) * batch_size / n
     counts = count_params(spec)
@@ -196,6 +215,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
                              "xla_method": flops_method},
         "flops_convention": "analytic = spec.train_flops_per_sequence (PaLM: 6N + 12*L*T*d "
                             "per token) x batch / devices",
+        "collectives": comm,
         "sharding_fallbacks": layout.fallbacks,
         "lower_s": round(lower_s, 2), "compile_s": round(compile_s, 2),
     }
@@ -211,6 +231,39 @@ def _gb(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n:.0f} B"
+
+
+def _collective_lines(comm: dict | None, rows: int = 8) -> list[str]:
+    """The collectives table merged by (kind, axes), largest first, and per-axis totals."""
+    if comm and "error" in comm:
+        return [f"  collectives: not read ({comm['error']})"]
+    if not comm or not comm["table"]:
+        return ["  collectives per step: none"]
+    merged: dict[tuple, list] = {}
+    for row in comm["table"]:
+        m = merged.setdefault((row["kind"], row["axes"]), [0, 0.0, 0.0])
+        m[0] += row["count"]
+        m[1] += row["count"] * row["size_bytes"]
+        m[2] += row["total_bytes"]
+    lines = ["  collectives per step (bytes each device sends, ring algorithm):",
+             f"    {'kind':<19}{'axes':<18}{'mean S':>11}{'runs':>7}{'sent':>12}"]
+    ordered = sorted(merged.items(), key=lambda kv: -kv[1][2])
+    for (kind, axes), (count, size, sent) in ordered[:rows]:
+        lines.append(f"    {kind:<19}{axes:<18}{_gb(size / count):>11}{count:>7}{_gb(sent):>12}")
+    if len(ordered) > rows:
+        rest = sum(v[2] for _, v in ordered[rows:])
+        lines.append(f"    ({len(ordered) - rows} more kinds/axes: {_gb(rest)})")
+    per_axis = ", ".join(f"{a} {_gb(b)}" for a, b in sorted(
+        comm["totals"]["by_axes"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"    per axes: {per_axis}; total {_gb(comm['totals']['total'])}")
+    if "model_by_axes" in comm:
+        model = comm["model_by_axes"]["textbook"]
+        lines.append("    analytic, textbook DP/ZeRO-3/Megatron: " + (", ".join(
+            f"{a} {_gb(b)}" for a, b in sorted(model.items(), key=lambda kv: -kv[1]))
+            or "none"))
+    for loop in comm.get("loops_counted_once", []):
+        lines.append(f"    note: while loop {loop} has no known trip count: counted once")
+    return lines
 
 
 def format_report(r: dict) -> str:
@@ -233,6 +286,7 @@ def format_report(r: dict) -> str:
         + (f"   (XLA / analytic = {f['xla_over_analytic']:.2f})"
            if f["xla_over_analytic"] else ""),
     ]
+    lines += _collective_lines(r.get("collectives"))
     for path, notes in r["sharding_fallbacks"].items():
         lines.append(f"  sharding fallback: {path}: {'; '.join(notes)}")
     if "device" in r:
