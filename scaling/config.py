@@ -67,6 +67,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_std = (0.229, 0.224, 0.225)   #   (ImageNet's); x -> (x - mean) / std
     c.data.augment = "none"             # none | crop (shift by up to 3 px + brightness
                                         #   jitter; never a flip: captions say left/right)
+    c.data.caption_dropout = 0.0        # training: each caption word fed to the decoder is
+                                        #   replaced by UNK (or MASK) with this probability
+                                        #   (word dropout), so the next word must come from
+                                        #   the image, not from the words before it
     c.data.shapes_seed = 0              # shapes: the seed the whole set is drawn from
     c.data.shapes_num_train = 20000     # shapes: images per split (rendered at
     c.data.shapes_num_validation = 1000  #   model.image_size, prepared once in data_dir)

@@ -146,6 +146,8 @@ class CaptionExampleMaker:
         self.mean, self.std = tuple(d.image_mean), tuple(d.image_std)
         self.augment = d.get("augment", "none") if train else "none"
         self.train, self.seed = train, seed
+        self.dropout = float(d.get("caption_dropout", 0.0)) if train else 0.0
+        self.drop_id = getattr(tokenizer, "unk_id", tokenizer.mask_id)
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
         from scaling.data.pipeline import _PAD_INDEX  # noqa: PLC0415  (a cycle otherwise)
@@ -160,8 +162,13 @@ class CaptionExampleMaker:
         caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
         image = images_lib.resize(images_lib.decode(image), self.image_size)
         image = images_lib.augment(image, rng, self.augment)
-        return {"images": images_lib.normalise(image, self.mean, self.std),
-                **encode_caption(caption, self.tok, self.target_len)}
+        example = encode_caption(caption, self.tok, self.target_len)
+        if self.dropout:  # word dropout on the decoder's inputs (never BOS, never padding)
+            inputs = example["decoder_inputs"]
+            drop = (rng.random(inputs.shape) < self.dropout) & (inputs != self.tok.pad_id)
+            drop[0] = False
+            example["decoder_inputs"] = np.where(drop, self.drop_id, inputs).astype(np.int32)
+        return {"images": images_lib.normalise(image, self.mean, self.std), **example}
 
 
 # ----------------------------------------------------------------------------- checks
@@ -187,6 +194,8 @@ def check_captioning_data(config, tok) -> None:
     makes; TFDS: the first 1000 train records') fits data.target_len with BOS/EOS."""
     d = config.data
     t = d.target_len or d.seq_len
+    if not 0.0 <= d.get("caption_dropout", 0.0) < 1.0:
+        raise ValueError(f"data.caption_dropout: must be in [0, 1), got {d.caption_dropout!r}")
     if d.get("augment", "none") not in images_lib.AUGMENTS:
         raise ValueError(f"data.augment: unknown {d.augment!r}; allowed: "
                          f"{', '.join(images_lib.AUGMENTS)}")
