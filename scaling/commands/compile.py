@@ -103,7 +103,9 @@ def _lower_and_compile(config, mesh_sizes: dict[str, int]):
     model = build_model(spec)
     tx = make_optimizer(config.optim, config.train.steps)
     schedule = make_schedule(config.optim, config.train.steps)
-    init_batch = example_batch(spec, 1, seq_len, target_len or None, abstract=True)
+    # One row of zeros (not ShapeDtypeStructs): init closes over it, and the encoder's
+    # padding mask calls array methods on it.
+    init_batch = example_batch(spec, 1, seq_len, target_len or None)
     rng = jax.ShapeDtypeStruct((2,), jax.numpy.uint32)  # a PRNGKey's shape: nothing allocated
     layout = sharding.train_state_layout(model, tx, init_batch, rng, mesh, rules)
     batch_sh = sharding.batch_sharding(mesh)
@@ -133,6 +135,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
     """
     import jax  # noqa: PLC0415
 
+    from scaling import collectives  # noqa: PLC0415
     from scaling.hardware import DEVICES  # noqa: PLC0415
     from scaling.sizes import count_params  # noqa: PLC0415
 
@@ -176,6 +179,8 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
         xla_flops = micro * (flops[0] + (layers - 1) * (flops[1] - flops[0]))
         flops_method = ("micro_batches x (F1 + (layers - 1) x (F2 - F1)) from unrolled 1- "
                         "and 2-layer compiles of one micro-batch")
+    # Read the HLO of the real (scanned) step: its loops' trip counts multiply their bodies.
+    comm = collectives.report(compiled.as_text(), mesh_sizes)
     tokens = spec.tokens_per_sequence(seq_len, target_len)
     analytic = spec.train_flops_per_sequence(seq_len, target_len) * batch_size / n
     counts = count_params(spec)
@@ -195,6 +200,7 @@ def compile_report(config, mesh_sizes: dict[str, int], device: str | None = None
                              "xla_method": flops_method},
         "flops_convention": "analytic = spec.train_flops_per_sequence (PaLM: 6N + 12*L*T*d "
                             "per token) x batch / devices",
+        "collectives": comm,
         "sharding_fallbacks": layout.fallbacks,
         "lower_s": round(lower_s, 2), "compile_s": round(compile_s, 2),
     }
@@ -210,6 +216,33 @@ def _gb(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n:.0f} B"
+
+
+def _collective_lines(comm: dict | None, rows: int = 8) -> list[str]:
+    """The collectives table merged by (kind, axes), largest first, and per-axis totals."""
+    if not comm or not comm["table"]:
+        return ["  collectives per step: none"]
+    merged: dict[tuple, list] = {}
+    for row in comm["table"]:
+        m = merged.setdefault((row["kind"], row["axes"]), [0, 0.0, 0.0])
+        m[0] += row["count"]
+        m[1] += row["count"] * row["size_bytes"]
+        m[2] += row["total_bytes"]
+    lines = ["  collectives per step, bytes each device sends (ring: all-reduce 2(n-1)/n S, "
+             "gather/scatter (n-1)/n S):",
+             f"    {'kind':<19}{'axes':<18}{'mean S':>11}{'runs':>7}{'sent':>12}"]
+    ordered = sorted(merged.items(), key=lambda kv: -kv[1][2])
+    for (kind, axes), (count, size, sent) in ordered[:rows]:
+        lines.append(f"    {kind:<19}{axes:<18}{_gb(size / count):>11}{count:>7}{_gb(sent):>12}")
+    if len(ordered) > rows:
+        rest = sum(v[2] for _, v in ordered[rows:])
+        lines.append(f"    ({len(ordered) - rows} more kinds/axes: {_gb(rest)})")
+    per_axis = ", ".join(f"{a} {_gb(b)}" for a, b in sorted(
+        comm["totals"]["by_axes"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"    per axes: {per_axis}; total {_gb(comm['totals']['total'])}")
+    for loop in comm.get("loops_counted_once", []):
+        lines.append(f"    note: while loop {loop} has no known trip count: counted once")
+    return lines
 
 
 def format_report(r: dict) -> str:
@@ -232,6 +265,7 @@ def format_report(r: dict) -> str:
         + (f"   (XLA / analytic = {f['xla_over_analytic']:.2f})"
            if f["xla_over_analytic"] else ""),
     ]
+    lines += _collective_lines(r.get("collectives"))
     for path, notes in r["sharding_fallbacks"].items():
         lines.append(f"  sharding fallback: {path}: {'; '.join(notes)}")
     if "device" in r:
