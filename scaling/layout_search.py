@@ -277,7 +277,14 @@ def config_layout(config, devices: int, remat: str) -> Layout | None:
 # ----------------------------------------------------------------------------- formatting
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _sec(s: float) -> str:
+    return f"{s:.2f}s" if s >= 0.1 else f"{1e3 * s:.1f}ms" if s >= 1e-4 else f"{1e6 * s:.0f}us"
 
 
 def _axes_text(values: dict[str, float], fmt) -> str:
@@ -308,10 +315,9 @@ def format_search(r: dict, top: int = 5, aot: list[dict] | None = None) -> str:
         t = c.time
         return (f"{i:>3} {c.layout.mesh_text:<24}{c.layout.micro_batches:>6} "
                 f"{c.layout.remat:<6}{_gib(c.memory_bytes):>10}"
-                f"{100 * c.memory_bytes / hbm:>4.0f}%{t.compute_s:>8.2f}s"
-                f"{t.comm_total_s:>7.2f}s{c.step_s:>7.2f}s{c.tokens_per_s:>11,.0f}"
-                f"{100 * t.comm_share:>5.0f}%  {t.bound}; "
-                + _axes_text(t.comm_s, lambda s: f"{s:.2f}s"))
+                f"{100 * c.memory_bytes / hbm:>4.0f}%{_sec(t.compute_s):>9}"
+                f"{_sec(t.comm_total_s):>8}{_sec(c.step_s):>8}{c.tokens_per_s:>11,.0f}"
+                f"{100 * t.comm_share:>5.0f}%  {t.bound}; " + _axes_text(t.comm_s, _sec))
 
     for i, c in enumerate(r["ranked"][:top], 1):
         lines.append(row(i, c))
@@ -332,7 +338,7 @@ def format_search(r: dict, top: int = 5, aot: list[dict] | None = None) -> str:
         verdict = (f"rank {where} of {len(r['ranked'])}" if where else
                    f"does NOT fit ({_gib(mine.memory_bytes)})")
         lines.append(f"the config's own layout ({own.mesh_text}, micro {own.micro_batches}, "
-                     f"remat {own.remat}): {verdict}, step {mine.step_s:.2f}s, "
+                     f"remat {own.remat}): {verdict}, step {_sec(mine.step_s)}, "
                      f"{mine.tokens_per_s:,.0f} tokens/s, {_gib(mine.memory_bytes)}, "
                      f"{mine.time.bound}")
     lines.append("memory: scaling.plan's estimate (fp32 AdamW state, traced activations); "
