@@ -8,12 +8,17 @@ them (each parameter's PartitionSpec):
         again in the backward pass; its gradient is reduce-scattered over fsdp, and the
         shard then all-reduced over data. Layer (scanned) parameters are gathered twice per
         micro-batch; the others once, since nothing ends their gathered copy's life between
-        the forward and the backward use.
+        the forward and the backward use. Biases are gathered forward only.
+  Micro-batches: the gathers and the activation terms run once per micro-batch, and so do
+        the gradient reductions (the step's accumulator is sharded like the parameters, so
+        GSPMD reduces every micro-batch's gradient: micro_batches times the bytes of one).
   TP    Megatron layout: per block, one all-reduce of the (B, T, D) activations after the
         attention output and one after the MLP output forward, and two for the input
         gradients backward (Shoeybi et al. 2019, fig. 4: f and g). A vocabulary split on
         tensor adds one forward all-reduce of the embeddings and one backward of the logits'
-        input gradient (plus scalars per token for the softmax, not counted).
+        input gradient (plus scalars per token for the softmax, not counted). BERT's MLM
+        head transform, split like an MLP's first layer, adds a forward all-gather and a
+        backward all-reduce of the activations.
 Sizes S follow scaling.collectives (the gathered / unscattered buffer), so both can be
 totalled with the same ring convention (collectives.wire_bytes).
 
@@ -73,6 +78,7 @@ class StepShape:
     micro_batches: int = 1
     vocab_parallel: bool = False  # the embedding's vocabulary rows split on tensor
     tied_embedding: str = ""      # path of an embedding also used as the output layer
+    split_head_transform: bool = False  # BERT's MLM-head dense layer, its output on tensor
 
 
 def _axes(spec) -> list[str]:
@@ -92,18 +98,26 @@ def parameter_terms(params: list[Param], mesh: dict[str, int], micro_batches: in
         # and output layer) before adding them: twice the gradient (its fsdp reduction
         # adds first).
         data_reduces = 2 if xla_cpu and p.path == tied_embedding else 1
+        # The micro-batch loop accumulates gradients in a carry sharded like the parameters,
+        # so GSPMD reduces each micro-batch's gradient (not once per step, as it could).
+        data_reduces *= micro_batches
         axes = _axes(p.spec)
         other = math.prod(mesh[a] for a in axes if a != "fsdp")  # tensor shards stay split
         full = math.prod(p.shape) * p.itemsize / other            # gathered over fsdp
         layers = max(p.layers, 1)
+        grad_runs = layers * micro_batches
         per_layer = full / layers
         fsdp = mesh["fsdp"] if "fsdp" in axes else 1
         if fsdp > 1:
-            gathers = 2 if p.layers else 1
+            # The backward pass reads a layer's weights again (gathered again: nothing keeps
+            # the forward copy across the scan), but never its biases (d bias = sum of dy).
+            bias = p.path.rsplit("/", 1)[-1] in ("bias", "b_q", "b_k", "b_v", "b_o", "b_in",
+                                                  "b_out")
+            gathers = 2 if p.layers and not bias else 1
             terms.append(Term(f"{p.path} gather", "all-gather", ("fsdp",), fsdp, per_layer,
                               gathers * layers * micro_batches, stacked))
             kind = "all-reduce" if xla_cpu else "reduce-scatter"
-            terms.append(Term(f"{p.path} grad", kind, ("fsdp",), fsdp, per_layer, layers,
+            terms.append(Term(f"{p.path} grad", kind, ("fsdp",), fsdp, per_layer, grad_runs,
                               stacked))
             if mesh["data"] > 1:
                 terms.append(Term(f"{p.path} grad", "all-reduce", ("data",), mesh["data"],
@@ -111,7 +125,7 @@ def parameter_terms(params: list[Param], mesh: dict[str, int], micro_batches: in
         else:
             over = tuple(a for a in BATCH_AXES if mesh[a] > 1 and a not in axes)
             if over:
-                reduces = data_reduces if over == ("data",) else 1
+                reduces = data_reduces if over == ("data",) else micro_batches
                 terms.append(Term(f"{p.path} grad", "all-reduce", over,
                                   math.prod(mesh[a] for a in over), per_layer,
                                   layers * reduces, stacked))
@@ -130,6 +144,11 @@ def tensor_terms(shape: StepShape, mesh: dict[str, int], xla_cpu: bool = False) 
                   True),
              Term("blocks backward", "all-reduce", ("tensor",), n, act,
                   backward * shape.blocks * m, True)]
+    if shape.split_head_transform:
+        # Column-parallel with no row-parallel partner: its output is gathered for the
+        # LayerNorm and the logits, and its input gradient all-reduced.
+        terms += [Term("MLM head transform forward", "all-gather", ("tensor",), n, act, m),
+                  Term("MLM head transform backward", "all-reduce", ("tensor",), n, act, m)]
     if shape.vocab_parallel:
         terms.append(Term("vocab-parallel embedding and logits", "all-reduce", ("tensor",), n,
                           act, 2 * m))
@@ -186,4 +205,6 @@ def step_shape(spec, params: list[Param], mesh: dict[str, int], batch_size: int,
     return StepShape(rows_per_device=batch_size // micro_batches // ranks, seq_len=seq_len,
                      width=spec.width, blocks=spec.num_layers,
                      act_bytes=np.dtype(spec.dtype).itemsize, micro_batches=micro_batches,
-                     vocab_parallel=vocab_parallel, tied_embedding=tied)
+                     vocab_parallel=vocab_parallel, tied_embedding=tied,
+                     split_head_transform=any(p.path == "head/transform/kernel"
+                                              and "tensor" in _axes(p.spec) for p in params))

@@ -35,6 +35,7 @@ def test_memory_grows_with_batch(capsys):
     assert large["flops_per_device"]["xla"] == pytest.approx(8 * small["flops_per_device"]["xla"],
                                                              rel=0.05)
     assert 0.7 < small["flops_per_device"]["xla_over_analytic"] < 1.4
+    assert small["collectives"]["totals"]["total"] == 0  # one device: nothing to send
 
 
 def test_memory_per_device_shrinks_with_fsdp(capsys):
@@ -56,6 +57,9 @@ def test_text_report_scans_and_checks_the_fit(capsys):
     assert "on 4 device(s): data=2 x tensor=2" in out
     assert "fits on tpu-v5e (16.00 GiB HBM)" in out
     assert "XLA / analytic" in out
+    # The step's collectives: gradients over data, activations over tensor.
+    assert "collectives per step" in out and "per axes: " in out
+    assert "all-reduce         data " in out and "all-reduce         tensor " in out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -4,7 +4,9 @@ Lowers and compiles the real train step (the one `scaling train` runs: same mode
 shardings and donation) for a mesh of that many fake CPU devices, from abstract shapes only:
 no parameter or optimizer memory is allocated. Prints per device what XLA's memory analysis
 reports (arguments, outputs, temporaries, and the peak they add up to), the FLOPs XLA counts
-for one step beside the analytic estimate, and whether the peak fits the named accelerator.
+for one step beside the analytic estimate, whether the peak fits the named accelerator, and
+the step's collectives from its HLO (scaling.collectives: kind, mesh axes, bytes per device,
+runs per step; JSON key "collectives").
 
     scaling compile --config experiments/gpt2.py:xl --device h100
     scaling compile --config experiments/megatron.py:8b3 --mesh data=8,tensor=8 --device h100 \\
