@@ -113,8 +113,8 @@ class Candidate:
 
 
 def rank(candidates: list[Candidate]) -> list[Candidate]:
-    """Those that fit, fastest first; ties (the roofline does not see micro-batch size)
-    go to fewer micro-batches (larger matmuls), then to less memory."""
+    """Those that fit, fastest first; ties (the roofline does not see matmul sizes) go to
+    fewer micro-batches (larger matmuls), then to less memory."""
     return sorted((c for c in candidates if c.fits),
                   key=lambda c: (round(c.step_s, 9), c.layout.micro_batches, c.memory_bytes))
 
