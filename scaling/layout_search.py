@@ -247,6 +247,14 @@ def search(config, devices: int, device: str, mfu: float = roofline.DEFAULT_MFU,
             layout, memory, memory <= hw.hbm_bytes, comm, flops,
             roofline.step_time(flops, peak, comm, hw, layout.mesh, mfu), tokens, overlap))
     ranked = rank(candidates)
+    # What XLA's CPU compiler emits for the top three (what --aot compiles): no
+    # reduce-scatter, more tensor all-reduces (scaling.comm_model, xla_cpu=True).
+    xla_cpu = []
+    for c in ranked[:3]:
+        params = comm_params(table, c.layout.mesh)
+        shape = step_shape(spec, params, c.layout.mesh, batch_size, seq_len,
+                           c.layout.micro_batches)
+        xla_cpu.append(totals(expected(params, shape, c.layout.mesh, xla_cpu=True)))
     own = config_layout(config, devices, spec.remat)
     mine = [c for c in candidates if c.layout == own]
     return {"model": spec.name, "config": config.get("experiment", ""),
@@ -255,7 +263,7 @@ def search(config, devices: int, device: str, mfu: float = roofline.DEFAULT_MFU,
             "batch_size": batch_size, "seq_len": seq_len, "tokens_per_step": tokens,
             "devices_per_node": hw.devices_per_node, "interconnect": hw.interconnect,
             "considered": len(candidates), "excluded": len(candidates) - len(ranked),
-            "ranked": ranked, "config_layout": own,
+            "ranked": ranked, "xla_cpu_comm_top3": xla_cpu, "config_layout": own,
             "config_candidate": mine[0] if mine else None,
             "config_rank": next((i + 1 for i, c in enumerate(ranked) if c.layout == own),
                                 None)}
@@ -330,7 +338,8 @@ def format_search(r: dict, top: int = 5, aot: list[dict] | None = None) -> str:
             lines.append(f"      AOT (XLA CPU): peak {_gib(a['memory_per_device']['peak'])}; "
                          f"HLO collectives per device per step: {_axes_text(hlo, _gib)}")
             lines.append(f"      estimate:      {_gib(c.memory_bytes)}; comm model: "
-                         f"{_axes_text(c.comm_bytes, _gib)}")
+                         f"{_axes_text(c.comm_bytes, _gib)}; its XLA CPU variant: "
+                         f"{_axes_text(r['xla_cpu_comm_top3'][i - 1], _gib)}")
     if not r["ranked"]:
         lines.append("    (no layout fits: more devices, or a device with more HBM)")
     own, mine, where = r["config_layout"], r["config_candidate"], r["config_rank"]
