@@ -248,12 +248,15 @@ def search(config, devices: int, device: str, mfu: float = roofline.DEFAULT_MFU,
             roofline.step_time(flops, peak, comm, hw, layout.mesh, mfu), tokens, overlap))
     ranked = rank(candidates)
     # What XLA's CPU compiler emits for the top three (what --aot compiles): no
-    # reduce-scatter, more tensor all-reduces (scaling.comm_model, xla_cpu=True).
+    # reduce-scatter, more tensor all-reduces (scaling.comm_model, xla_cpu=True), and
+    # bfloat16 activations all-reduced in float32 (the HLO's tensor buffers are B x T x D x 4
+    # bytes: the CPU backend reduces no bfloat16).
     xla_cpu = []
     for c in ranked[:3]:
         params = comm_params(table, c.layout.mesh)
         shape = step_shape(spec, params, c.layout.mesh, batch_size, seq_len,
                            c.layout.micro_batches)
+        shape = dataclasses.replace(shape, act_bytes=max(shape.act_bytes, 4))
         xla_cpu.append(totals(expected(params, shape, c.layout.mesh, xla_cpu=True)))
     own = config_layout(config, devices, spec.remat)
     mine = [c for c in candidates if c.layout == own]
