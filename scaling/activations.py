@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 # The objective that defines each family's inputs (scaling.batch_spec.FAMILY_OBJECTIVES).
 _FAMILY_OBJECTIVE = {"decoder": "causal_lm", "encoder": "mlm",
@@ -39,9 +40,11 @@ def _split_axes(spec) -> set[int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: int,
-                    tensor: int) -> tuple[float, float]:
-    """(total, largest block residual) bytes per device."""
+def _traced_residuals(spec, objective: str, rows: int, seq_len: int,
+                      target_len: int) -> tuple[tuple[tuple[int, ...], int], ...]:
+    """(shape, bytes per element) of each residual autodiff saves, parameters, the batch
+    and position masks left out. The trace does not depend on the mesh, so one serves every
+    tensor-parallel size."""
     import jax  # noqa: PLC0415
     from jax._src.ad_checkpoint import saved_residuals  # noqa: PLC0415
 
@@ -62,18 +65,27 @@ def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: i
                              rngs={"dropout": jax.random.PRNGKey(0)})
         return weighted_cross_entropy(logits, batch["targets"], batch["weights"])[0]
 
-    split = _split_axes(spec)
-    total = largest = 0.0
+    kept = []
     for aval, source in saved_residuals(loss, params, batch):
         if "argument" in source:        # parameters and the batch: counted elsewhere
             continue
         if aval.dtype == bool and "stochastic" not in source:
             continue    # masks from position comparisons: XLA recomputes them in fusions
                         # (dropout's random masks, from flax's stochastic.py, are kept)
-        size = aval.size * aval.dtype.itemsize
-        divided = tensor > 1 and any(d in split for d in aval.shape[1:])
+        kept.append((tuple(aval.shape), aval.dtype.itemsize))
+    return tuple(kept)
+
+
+def _residual_bytes(spec, objective: str, rows: int, seq_len: int, target_len: int,
+                    tensor: int) -> tuple[float, float]:
+    """(total, largest block residual) bytes per device."""
+    split = _split_axes(spec)
+    total = largest = 0.0
+    for shape, itemsize in _traced_residuals(spec, objective, rows, seq_len, target_len):
+        size = math.prod(shape) * itemsize
+        divided = tensor > 1 and any(d in split for d in shape[1:])
         total += size / tensor if divided else size
-        if spec.padded_vocab_size not in aval.shape:      # a block's, not the logits'
+        if spec.padded_vocab_size not in shape:      # a block's, not the logits'
             largest = max(largest, size / tensor if divided else size)
     return total, largest
 

@@ -1,6 +1,7 @@
 """`scaling plan --config FILE:VARIANT --devices 8 --device h100 [--mfu 0.45] [--mesh ...] [--aot]`
 and `scaling plan --table [--devices 8 --device h100 --mfu 0.45] [--all]`
-and `scaling plan --table --published [--h100s N] [--mfu 0.4] [--price-per-device-hour 2.0]`.
+and `scaling plan --table --published [--h100s N] [--mfu 0.4] [--price-per-device-hour 2.0]`
+and `scaling plan --search --config FILE:VARIANT --device v100 --devices 512 [--top 5] [--aot]`.
 
 Prints parameters, FLOPs/token, compute-optimal tokens (20 per parameter), training FLOPs,
 wall-clock and device-hours at the given MFU, and memory per device (parameters, gradients,
@@ -14,14 +15,21 @@ beside the estimate (slow for big models: a full lower + compile on fake CPU dev
 hardware beside it. `--table --published` prints each row's published run instead: hardware,
 time (every source where they disagree), tokens, model FLOPs, the MFU that time implies, its
 cost, and the same FLOPs on --h100s devices of --device (default: the published count) at
---mfu (default 0.4 here) and --price-per-device-hour. Formulas and conventions:
-scaling/plan.py, scaling/published.py.
+--mfu (default 0.4 here) and --price-per-device-hour. `--search` enumerates the layouts
+of --devices devices (data x fsdp x tensor, micro-batches, remat) at the config's global
+batch, keeps those that fit the device's HBM and ranks them by a roofline step time (compute
+at --mfu, default 0.5 here, plus communication bytes over the link each mesh axis runs over;
+--overlap ranks by max(compute, comm)); --aot compiles the top 3 on fake devices and prints
+XLA's memory and the HLO's collectives per axis beside the estimate. Formulas and
+conventions: scaling/plan.py, scaling/published.py, scaling/layout_search.py,
+scaling/roofline.py.
 
     scaling plan --config experiments/gpt2.py:xl --devices 8 --device h100 --mfu 0.45
     scaling plan --config experiments/gpt2.py:xl --mesh fsdp=8 --device a100-80 \\
         --config.train.batch_size=64 --config.data.seq_len=1024
     scaling plan --table --devices 64 --device a100-80
     scaling plan --table --published --h100s 64 --mfu 0.4 --price-per-device-hour 2.5
+    scaling plan --search --config experiments/megatron.py:8b3 --device v100 --devices 512
 
 Exit codes: 0, or 2 with one line for bad input.
 """
@@ -55,8 +63,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--price-per-device-hour", type=float, default=None,
                         help="--published: $ per --device hour (default: "
                              "scaling/hardware.py CLOUD_PRICES)")
+    parser.add_argument("--search", action="store_true",
+                        help="rank every layout of --devices devices by estimated step time")
+    parser.add_argument("--top", type=int, default=None,
+                        help="--search: how many layouts to print (default 5)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="--search: rank by max(compute, comm) instead of their sum")
     parser.add_argument("--aot", action="store_true",
-                        help="also run `scaling compile` for XLA's memory figure")
+                        help="also run `scaling compile` for XLA's memory figure (--search: "
+                             "for the top 3, with the HLO's collectives)")
     parser.add_argument("--json", action="store_true", help="print raw numbers as JSON")
     args, rest = parser.parse_known_args(argv)
 
@@ -69,6 +84,10 @@ def main(argv: list[str]) -> int:
     if not args.published and (args.h100s is not None
                                or args.price_per_device_hour is not None):
         return fail("--h100s and --price-per-device-hour: only with --table --published")
+    if not args.search and (args.top is not None or args.overlap):
+        return fail("--top and --overlap: only with --search")
+    if args.search:
+        return _search(args, rest, fail)
     if args.published:
         if not args.table:
             return fail("--published: only with --table, e.g. scaling plan --table --published")
@@ -116,4 +135,51 @@ def main(argv: list[str]) -> int:
         result["aot"] = aot
     print(json.dumps(result, indent=1, default=str) if args.json
           else plan_lib.format_plan(result, aot))
+    return 0
+
+
+def _search(args, rest: list[str], fail) -> int:
+    """`scaling plan --search`: flags checked first, then the search, then --aot."""
+    if args.table or args.published:
+        return fail("--search: not with --table/--published (it plans one config)")
+    if args.mesh is not None:
+        return fail("--search: tries every mesh; drop --mesh (or plan it without --search)")
+    if args.devices is None:
+        return fail("--search: needs --devices N, e.g. --devices 64")
+    top = 5 if args.top is None else args.top
+    if top < 1:
+        return fail(f"--top: must be positive, got {top}")
+    mfu = 0.5 if args.mfu is None else args.mfu
+    from scaling import layout_search  # noqa: PLC0415
+    from scaling import plan as plan_lib  # noqa: PLC0415
+    from scaling.config_loading import ConfigError, new_flags, parse  # noqa: PLC0415
+    fv = new_flags(rest, prog="scaling plan")
+    try:
+        parse(fv, rest, prog="scaling plan")
+        if fv.config is None:
+            raise ConfigError("--config: required with --search, e.g. --config "
+                              "experiments/gpt2.py:xl")
+        result = layout_search.search(fv.config, args.devices, args.device, mfu, args.overlap)
+    except ValueError as e:
+        return fail(str(e))
+    aot = None
+    if args.aot:
+        from scaling.commands.sweep import config_arg  # noqa: PLC0415
+        overrides = [a for a in rest if a.startswith("--config.")]
+        aot = [plan_lib.aot_memory(
+            config_arg(rest), overrides + [f"--config.train.micro_batches="
+                                           f"{c.layout.micro_batches}",
+                                           f"--config.model.remat={c.layout.remat}"],
+            c.layout.mesh, args.device) for c in result["ranked"][:3]]
+    if args.json:
+        out = {k: v for k, v in result.items()
+               if k not in ("ranked", "config_candidate", "config_layout")}
+        out["top"] = [c.to_dict() for c in result["ranked"][:top]]
+        own = result["config_candidate"]
+        out["config_layout"] = None if own is None else own.to_dict()
+        if aot is not None:
+            out["aot"] = aot
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        print(layout_search.format_search(result, top, aot))
     return 0
