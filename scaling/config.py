@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
                                         #   replaced by UNK (or MASK) with this probability
                                         #   (word dropout), so the next word must come from
                                         #   the image, not from the words before it
+    c.data.shapes_grey_fraction = 0.0   # shapes, training: this fraction of images is shown
+                                        #   in grey with the colour words cut from the
+                                        #   caption, so shape features cannot lean on colour
     c.data.shapes_seed = 0              # shapes: the seed the whole set is drawn from
     c.data.shapes_num_train = 20000     # shapes: images per split (rendered at
     c.data.shapes_num_validation = 1000  #   model.image_size, prepared once in data_dir)

@@ -249,3 +249,42 @@ def test_other_tokenizers_read_the_captions(data_dir):
         caption = shapes.make_example(0, "validation", row, S)["captions"][0]
         assert tok.decode(batch["targets"][row]) == caption
         assert batch["weights"][row].sum() == len(caption.encode()) + 1
+
+
+def test_caption_dropout_replaces_words_by_unk_in_training_only(data_dir):
+    config = micro_config(data_dir, caption_dropout=0.5)
+    tok = make_tokenizer(config.data)
+    source = captions.open_split(config, "train")
+    train_maker = captions.CaptionExampleMaker(source, tok, config, 0, train=True)
+    eval_maker = captions.CaptionExampleMaker(source, tok, config, 0, train=False)
+    dropped = kept = 0
+    for i in range(32):
+        ex = train_maker((i, 0))
+        n = int(ex["weights"].sum())
+        inputs, targets = ex["decoder_inputs"], ex["targets"]
+        assert inputs[0] == words.BOS_ID and not inputs[n:].any()  # BOS and padding stay
+        truth = [word_ids(c) for c in shapes.make_example(0, "train", i, S)["captions"]]
+        assert targets[:n - 1].tolist() in truth  # the targets are never dropped
+        same = inputs[1:n] == targets[:n - 1]
+        assert (inputs[1:n][~same] == words.UNK_ID).all()
+        dropped, kept = dropped + int((~same).sum()), kept + int(same.sum())
+        plain = eval_maker((i, 0))
+        assert (plain["decoder_inputs"][1:n] == plain["targets"][:n - 1]).all()
+    assert 0.35 < dropped / (dropped + kept) < 0.65
+
+
+def test_grey_images_have_no_colour_words(data_dir):
+    config = micro_config(data_dir, shapes_grey_fraction=1.0)
+    tok = make_tokenizer(config.data)
+    maker = captions.CaptionExampleMaker(captions.open_split(config, "train"), tok, config, 0,
+                                         train=True)
+    for i in range(8):
+        ex = maker((i, 0))
+        image = ex["images"] * np.array(config.data.image_std) + np.array(config.data.image_mean)
+        assert np.allclose(image[..., 0], image[..., 1]) and np.allclose(image[..., 1],
+                                                                          image[..., 2])
+        truth = shapes.make_example(0, "train", i, S)
+        said = tok.decode(ex["targets"]).split()
+        assert not set(said) & set(shapes.COLOURS)
+        assert said in [[w for w in c.split() if w not in shapes.COLOURS]
+                        for c in truth["captions"]]

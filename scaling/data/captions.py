@@ -21,6 +21,7 @@ import numpy as np
 
 from scaling.data import images as images_lib
 
+_PAD_INDEX = -1  # = scaling.data.pipeline._PAD_INDEX: a zero-weight example filling a batch
 SHAPES = "shapes"             # data.dataset of the built-in set
 _CHECK_RECORDS = 1000         # TFDS datasets: captions checked against target_len up front
 
@@ -101,6 +102,15 @@ def open_split(config, split: str) -> CaptionSource:
     return CaptionSource(records, d.image_key, d.caption_key)
 
 
+def train_texts(data_cfg):
+    """The train split's texts a tokenizer learns from: captions of a captioning dataset,
+    else the documents (scaling.data.sources.iter_texts)."""
+    if is_captioning(data_cfg):
+        return iter_captions(data_cfg, "train")
+    from scaling.data import sources  # noqa: PLC0415  (imports TFDS)
+    return sources.iter_texts(data_cfg, "train")
+
+
 def iter_captions(data_cfg, split: str, limit: int | None = None):
     """Every caption of the first `limit` records of `split` (tokenizer training, stats).
 
@@ -148,9 +158,10 @@ class CaptionExampleMaker:
         self.train, self.seed = train, seed
         self.dropout = float(d.get("caption_dropout", 0.0)) if train else 0.0
         self.drop_id = getattr(tokenizer, "unk_id", tokenizer.mask_id)
+        self.grey = (float(d.get("shapes_grey_fraction", 0.0))
+                     if train and d.dataset == SHAPES else 0.0)
 
     def __call__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
-        from scaling.data.pipeline import _PAD_INDEX  # noqa: PLC0415  (a cycle otherwise)
         index, epoch = item
         if index == _PAD_INDEX:  # an all-zero-weight example filling a finite pass
             s, t = self.image_size, self.target_len
@@ -162,6 +173,8 @@ class CaptionExampleMaker:
         caption = captions[int(rng.integers(len(captions)))] if self.train else captions[0]
         image = images_lib.resize(images_lib.decode(image), self.image_size)
         image = images_lib.augment(image, rng, self.augment)
+        if self.grey and rng.random() < self.grey:
+            image, caption = _colourless(image, caption)
         example = encode_caption(caption, self.tok, self.target_len)
         if self.dropout:  # word dropout on the decoder's inputs (never BOS, never padding)
             inputs = example["decoder_inputs"]
@@ -169,6 +182,17 @@ class CaptionExampleMaker:
             drop[0] = False
             example["decoder_inputs"] = np.where(drop, self.drop_id, inputs).astype(np.int32)
         return {"images": images_lib.normalise(image, self.mean, self.std), **example}
+
+
+def _colourless(image: np.ndarray, caption: str) -> tuple[np.ndarray, str]:
+    """The shapes image with every object in one grey and its caption without colour words:
+    a shape then looks the same whatever its colour (objects are far brighter than the
+    background in some channel, so the brightest channel finds them)."""
+    from scaling.data import shapes  # noqa: PLC0415
+    on = image.max(axis=-1, keepdims=True) > 2 * max(shapes.BACKGROUND)
+    grey = np.where(on, 200, np.asarray(shapes.BACKGROUND)).astype(image.dtype)
+    words = [w for w in caption.split() if w not in shapes.COLOURS]
+    return grey, " ".join(words)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -225,18 +249,3 @@ def check_captioning_data(config, tok) -> None:
         raise ValueError(f"data.target_len: {where} has {longest} tokens, +1 for BOS/EOS "
                          f"needs {longest + 1} > data.target_len={t}; raise data.target_len "
                          f"(and model.max_len) to at least {longest + 1}")
-
-
-def unigram_entropy(config, split: str = "validation", limit: int = 20_000) -> float:
-    """Entropy (nats) of the caption tokens the loss is on: ids + EOS of the caption each
-    example of `split` uses (validation: the first; train: every one), over the first
-    `limit` records. The loss of a model that ignores the image and the words before."""
-    from scaling.data.stats import token_entropy  # noqa: PLC0415
-    from scaling.data.tokenizer import make_tokenizer  # noqa: PLC0415
-    tok = make_tokenizer(config.data)
-    source = open_split(config, split)
-    texts = [c for i in range(min(limit, len(source)))
-             for c in (source.captions(i) if split == "train" else source.captions(i)[:1])]
-    t = config.data.target_len or config.data.seq_len
-    ids = [np.append(np.asarray(tok.encode(c), np.int32)[:t - 1], tok.eos_id) for c in texts]
-    return token_entropy(np.concatenate(ids))

@@ -231,11 +231,7 @@ def check_prepared(data_cfg) -> None:
 
 def iter_texts(data_cfg, split: str, limit: int | None = None) -> Iterator[str]:
     """Yields up to `limit` documents of `split` as text (both sides for translation;
-    captioning: every caption of the first `limit` records)."""
-    if data_cfg.get("objective", "") == "captioning":
-        from scaling.data import captions  # noqa: PLC0415
-        yield from captions.iter_captions(data_cfg, split, limit)
-        return
+    captioning datasets: scaling.data.captions.iter_captions)."""
     source = open_split(data_cfg, split)
     n = len(source) if limit is None else min(limit, len(source))
     for i in range(n):

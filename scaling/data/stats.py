@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.data import packing, sources
+from scaling.data import captions, packing, sources
 from scaling.data.tokenizer import make_tokenizer
 
 _MAX_DOCUMENTS = 20_000  # enough for a stable estimate on large datasets
@@ -31,8 +31,7 @@ def unigram_entropy(config, split: str = "validation") -> float:
     """
     data_cfg = config.data
     if data_cfg.objective == "captioning":  # the caption tokens the loss is on
-        from scaling.data import captions
-        return captions.unigram_entropy(config, split)
+        return _caption_entropy(config, split)
     if data_cfg.dataset.startswith(sources.PREPARED):
         from scaling.data import prepared
         stream = prepared.token_stream(prepared.prepared_dir(data_cfg), split, _MAX_TOKENS)
@@ -56,3 +55,16 @@ class _TargetSide:
 
     def __getitem__(self, i):
         return self.pairs[i][1]
+
+
+def _caption_entropy(config, split: str = "validation", limit: int = 20_000) -> float:
+    """Entropy (nats) of the caption tokens the loss is on: ids + EOS of the caption each
+    example of `split` uses (validation: the first; train: every one), over the first
+    `limit` records. The loss of a model that ignores the image and the words before."""
+    tok = make_tokenizer(config.data)
+    source = captions.open_split(config, split)
+    texts = [c for i in range(min(limit, len(source)))
+             for c in (source.captions(i) if split == "train" else source.captions(i)[:1])]
+    t = config.data.target_len or config.data.seq_len
+    ids = [np.append(np.asarray(tok.encode(c), np.int32)[:t - 1], tok.eos_id) for c in texts]
+    return token_entropy(np.concatenate(ids))

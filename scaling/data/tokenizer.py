@@ -28,8 +28,8 @@ import numpy as np
 
 from scaling.data import token_bytes as token_bytes_lib
 
-PAD_ID, EOS_ID, BOS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
-NUM_RESERVED = 5                    # ids below this are the specials above
+from scaling.data.special_ids import (BOS_ID, EOS_ID, MASK_ID, NUM_RESERVED,  # noqa: F401
+                                      PAD_ID, SEP_ID)
 BYTE_OFFSET = NUM_RESERVED          # byte b is id b + 5
 NUM_BYTES = 256
 BYTE_VOCAB_SIZE = 384               # 5 specials + 256 bytes + 123 sentinels: a multiple of 128
@@ -258,7 +258,8 @@ def make_tokenizer(data_cfg, *, texts: Sequence[str] | None = None):
     prefix = os.path.join(sources.resolve_data_dir(data_cfg), "scaling_tokenizers", f"sp_{digest}")
     if not os.path.exists(prefix + ".model"):
         if texts is None:
-            texts = sources.iter_texts(data_cfg, "train")
+            from scaling.data import captions  # noqa: PLC0415
+            texts = captions.train_texts(data_cfg)
         logging.info("Training SentencePiece (%d pieces) into %s", data_cfg.sp_vocab_size, prefix)
         # Train under a private name, then rename: a concurrent reader never sees half a file.
         tmp_prefix = f"{prefix}.tmp{os.getpid()}"

@@ -21,7 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
-from scaling.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, NUM_RESERVED, PAD_ID, SEP_ID
+from scaling.data.special_ids import BOS_ID, EOS_ID, MASK_ID, NUM_RESERVED, PAD_ID, SEP_ID
 
 UNK_ID = NUM_RESERVED          # a word outside the vocabulary
 FIRST_WORD_ID = UNK_ID + 1
@@ -103,10 +103,7 @@ def make_word_tokenizer(data_cfg) -> WordTokenizer:
     path = os.path.join(sources.resolve_data_dir(data_cfg), "scaling_tokenizers",
                         f"words_{digest}.json")
     if not os.path.exists(path):
-        if captions.is_captioning(data_cfg):
-            texts = captions.iter_captions(data_cfg, "train")
-        else:
-            texts = sources.iter_texts(data_cfg, "train")
+        texts = captions.train_texts(data_cfg)
         words = build_vocabulary(texts, min_count)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"  # a concurrent reader never sees half a file
