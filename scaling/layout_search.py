@@ -28,7 +28,6 @@ exact for the totals, approximate only for the one largest residual the recomput
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from scaling import roofline
 

@@ -81,6 +81,7 @@ def main(argv: list[str]) -> int:
 
     from scaling import checkpoint  # noqa: PLC0415
     from scaling.data import make_tokenizer  # noqa: PLC0415
+    from scaling.data import images as images_lib  # noqa: PLC0415
     from scaling.models import build_model, model_spec  # noqa: PLC0415
 
     config = ml_collections.ConfigDict(json.loads(storage.read_text(config_path)))
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
                                   spec.max_positions)
     try:
         pixels = (_split_images(config, args.split, args.index) if args.split
-                  else [load_png(p) for p in args.image])
+                  else [images_lib.load_png(p) for p in args.image])
         path = write_figure(build_model(spec), state.params, make_tokenizer(config.data),
                             pixels, out=args.out, image_size=spec.image_size,
                             mean=config.data.image_mean, std=config.data.image_std,
@@ -138,9 +139,11 @@ def write_figure(model, params, tokenizer, pixels, *, out: str, image_size: int,
     """Caption uint8 images greedily, draw their attention (attention_maps.plot_attention) to
     `out`, and return its path."""
     from scaling.captioning import attention_maps as M  # noqa: PLC0415
+    from scaling.captioning.decode import greedy  # noqa: PLC0415
+    from scaling.data import images as images_lib  # noqa: PLC0415
 
-    shown = [resize(p, image_size) for p in pixels]  # what the model sees, before normalising
-    images = np.stack([preprocess(p, image_size, mean, std) for p in pixels])
+    shown = [images_lib.resize(p, image_size) for p in pixels]  # what the model sees
+    images = np.stack([images_lib.preprocess(p, image_size, mean, std) for p in pixels])
     ids = greedy(model, params, images, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
                  pad_id=tokenizer.pad_id, max_len=max_len)
     rows, cols = M.grid_shape(model, image_size)
@@ -187,67 +190,3 @@ def _split_images(config, split: str, indices: list[int]):
         raise ValueError(f"--index: {bad[0]} is outside the {len(source)} examples of split "
                          f"{split!r}")
     return [decode(source[i][0]) for i in indices]
-
-
-# --- Until capdata and capdecode are on main -------------------------------------------------
-# TODO(capdata): scaling.data.images (load_png, resize, preprocess) and TODO(capdecode):
-# scaling.captioning.decode.greedy replace the minimal versions below once both are merged;
-# then import them directly and delete this section.
-
-def load_png(path: str) -> np.ndarray:
-    try:
-        from scaling.data.images import load_png as real  # noqa: PLC0415
-    except ImportError:
-        from PIL import Image  # noqa: PLC0415
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), np.uint8)
-    return real(path)
-
-
-def resize(image: np.ndarray, image_size: int) -> np.ndarray:
-    try:
-        from scaling.data.images import resize as real  # noqa: PLC0415
-    except ImportError:
-        from PIL import Image  # noqa: PLC0415
-        if image.shape[:2] == (image_size, image_size):
-            return image
-        return np.asarray(Image.fromarray(image).resize((image_size, image_size),
-                                                        Image.BILINEAR), np.uint8)
-    return real(image, image_size)
-
-
-def preprocess(image: np.ndarray, image_size: int, mean, std) -> np.ndarray:
-    try:
-        from scaling.data.images import preprocess as real  # noqa: PLC0415
-    except ImportError:
-        mean, std = (np.asarray(v, np.float32).reshape(-1) for v in (mean, std))
-        return (resize(image, image_size).astype(np.float32) / 255.0 - mean) / std
-    return real(image, image_size, mean, std)
-
-
-def greedy(model, params, images, *, bos_id: int, eos_id: int, pad_id: int = 0, max_len: int):
-    try:
-        from scaling.captioning.decode import greedy as real  # noqa: PLC0415
-    except ImportError:
-        return _greedy_without_decode(model, params, images, bos_id=bos_id, eos_id=eos_id,
-                                      pad_id=pad_id, max_len=max_len)
-    return real(model, params, images, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id,
-                max_len=max_len)
-
-
-def _greedy_without_decode(model, params, images, *, bos_id, eos_id, pad_id, max_len):
-    """The most likely token at every step, the whole model rerun per token."""
-    import jax  # noqa: PLC0415
-    apply = jax.jit(lambda p, im, ids: model.apply({"params": p},
-                                                   {"images": im, "decoder_inputs": ids}))
-    b = images.shape[0]
-    buf = np.full((b, max_len + 1), pad_id, np.int32)
-    buf[:, 0] = bos_id
-    done = np.zeros(b, bool)
-    for t in range(max_len):
-        logits = np.asarray(apply(params, images, buf[:, :max_len]))[:, t]
-        token = np.argmax(logits[:, :model.spec.vocab_size], axis=-1).astype(np.int32)
-        token = np.where(done, pad_id, token)
-        buf[:, t + 1] = token
-        done |= token == eos_id
-    return buf[:, 1:]
