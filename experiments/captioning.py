@@ -7,7 +7,8 @@ encoder's input. The decoder is teacher-forced on the caption with a causal loss
 
 Variants:
   tiny   32 px shapes from the built-in set (data.dataset='shapes', nothing downloaded),
-         a 3-stage backbone (8 x 8 image tokens), word tokenizer, 2+2 layers of width 128:
+         a 3-stage backbone (8 x 8 image tokens) with SAGAN self-attention, word
+         tokenizer, 2+2 layers of width 128:
          trains on 2 CPU cores in minutes
            scaling train --config experiments/captioning.py:tiny --workdir runs/cap
   base   Transformer-Base (6+6 layers, 512/2048, 8 heads) over a 5-stage ResNet at 224 px
@@ -34,7 +35,7 @@ VARIANTS = {
     "tiny": dict(name="captioning-tiny", vocab_size=0, num_layers=2, num_decoder_layers=2,
                  width=128, num_heads=4, mlp_dim=512, max_len=32, image_size=32,
                  backbone_widths=(16, 32, 64), backbone_depths=(1, 1, 1),
-                 backbone_groups=8),
+                 backbone_groups=8, image_attention=True),
     "base": dict(name="Captioning-Base", vocab_size=COCO_VOCAB, num_layers=6,
                  num_decoder_layers=6, width=512, num_heads=8, mlp_dim=2048, max_len=64,
                  image_size=224,
@@ -54,7 +55,7 @@ TINY_DATA = dict(dataset="shapes", objective="captioning", tokenizer="words", se
                  target_len=24, augment="none", image_mean=(0.5, 0.5, 0.5),
                  image_std=(0.25, 0.25, 0.25), shapes_num_train=20000,
                  shapes_num_validation=1000)
-TINY_TRAIN = dict(steps=600, batch_size=32, log_every=50, eval_every=200, eval_steps=8)
+TINY_TRAIN = dict(steps=1200, batch_size=32, log_every=50, eval_every=200, eval_steps=8)
 TINY_OPTIM = dict(lr=2e-3, warmup_steps=50, weight_decay=0.0)
 
 # COCO (TFDS coco_captions: image, captions/text; about 5 captions per image).

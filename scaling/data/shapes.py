@@ -26,15 +26,21 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 SHAPES = ("circle", "square", "triangle")
-COLOURS = {  # name -> RGB; far apart so the colour under a pixel names the object
+COLOURS = {  # name -> RGB; far apart so the colour under a pixel names the object. Nine, so
+    # that every shape is drawn in many colours: with few, a network learns colour-shape
+    # conjunctions and cannot name a held-out pair.
     "red": (220, 40, 40),
-    "green": (40, 180, 60),
-    "blue": (40, 80, 230),
+    "orange": (245, 140, 20),
     "yellow": (235, 215, 40),
+    "green": (40, 180, 60),
+    "cyan": (40, 210, 220),
+    "blue": (40, 80, 230),
     "purple": (150, 60, 200),
+    "pink": (245, 130, 200),
+    "white": (235, 235, 235),
 }
 BACKGROUND = (24, 24, 24)
-SIZES = {"small": 0.10, "large": 0.17}  # half-extent of the object as a fraction of the image side
+SIZES = {"small": 0.14, "large": 0.22}  # half-extent of the object as a fraction of the image side
 # Never together in train; every validation image has one. Each colour and each shape still
 # appears in train with other partners.
 HELD_OUT = (("red", "triangle"), ("green", "square"), ("blue", "circle"),
