@@ -55,7 +55,7 @@ TINY_DATA = dict(dataset="shapes", objective="captioning", tokenizer="words", se
                  target_len=24, augment="none", image_mean=(0.5, 0.5, 0.5),
                  image_std=(0.25, 0.25, 0.25), shapes_num_train=20000,
                  shapes_num_validation=1000)
-TINY_TRAIN = dict(steps=1200, batch_size=32, log_every=50, eval_every=200, eval_steps=8)
+TINY_TRAIN = dict(steps=3000, batch_size=32, log_every=50, eval_every=500, eval_steps=8)
 TINY_OPTIM = dict(lr=2e-3, warmup_steps=50, weight_decay=0.0)
 
 # COCO (TFDS coco_captions: image, captions/text; about 5 captions per image).
