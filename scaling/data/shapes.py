@@ -209,8 +209,11 @@ class ShapesConfig(tfds.core.BuilderConfig):
 class ScalingShapesCaptions(tfds.core.GeneratorBasedBuilder):
     """Rendered shapes with generated captions; validation holds the held-out compositions."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    # A new version whenever what is drawn changes: a set prepared by an older one is then
+    # prepared again instead of being read back under the same name.
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "2.0.0": "Nine colours; larger objects."}
 
     # No code directory with checksums/metadata (see builtin.ScalingBuiltinCorpus).
     @tfds.core.utils.classproperty
